@@ -1,0 +1,1 @@
+"""modelreg's configurators: apply, plan and run what the registry declares."""

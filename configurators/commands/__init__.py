@@ -1,0 +1,1 @@
+"""CLI command modules of the configurators side (see ``registry.cli.COMMANDS``)."""

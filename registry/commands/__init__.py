@@ -1,0 +1,1 @@
+"""CLI command modules of the registry side (see ``registry.cli.COMMANDS``)."""

@@ -77,7 +77,7 @@ def _top_parser() -> FlagParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="commands:\n" + "\n".join(f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()),
     )
-    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of the commands below")
+    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="see below")
     return parser
 
 

@@ -7,7 +7,7 @@ document; the configurators read them and never write them back.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from registry.errors import Location
@@ -75,6 +75,13 @@ class BackendSettings:
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     sampling_args: Mapping[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "env_vars": dict(self.env_vars),
+            "engine_args": _plain(self.engine_args),
+            "sampling_args": _plain(self.sampling_args),
+        }
+
 
 @dataclass(frozen=True)
 class TransferSpec:
@@ -98,6 +105,14 @@ class TransferSpec:
     page_size: int | None = None
     nixlbench: Mapping[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set (``None`` means "not given here")."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "nixlbench"}
+        out = {k: v for k, v in out.items() if v is not None}
+        if self.nixlbench:
+            out["nixlbench"] = dict(self.nixlbench)
+        return out
+
 
 @dataclass(frozen=True)
 class DeviceConfig:
@@ -114,6 +129,18 @@ class DeviceConfig:
     chunked_prefill_config: Mapping[str, Any] | None = None
     backends: Mapping[str, BackendSettings] = field(default_factory=dict)
     transfer: TransferSpec | None = None
+    source: Location | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tp_size": self.tp_size, "env_vars": dict(self.env_vars)}
+        if self.num_gpu_blocks_override is not None:
+            out["num_gpu_blocks_override"] = _plain(self.num_gpu_blocks_override)
+        if self.chunked_prefill_config is not None:
+            out["chunked_prefill_config"] = dict(self.chunked_prefill_config)
+        out["backends"] = {name: b.to_dict() for name, b in self.backends.items()}
+        if self.transfer is not None:
+            out["transfer"] = self.transfer.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -137,3 +164,115 @@ class ModelConfig:
     @property
     def tp_sizes(self) -> tuple[int, ...]:
         return tuple(sorted({rc.tp_size for rc in self.supported_configs} | set(self.device_configs)))
+
+    def get_device_config(self, tp_size: int) -> DeviceConfig | None:
+        return self.device_configs.get(tp_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready) of the merged entry, for ``--format json`` and summaries."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "architecture": _plain(self.architecture.to_dict()),
+            "supported_configs": [rc.to_dict() for rc in self.supported_configs],
+            "device_configs": {tp: dc.to_dict() for tp, dc in sorted(self.device_configs.items())},
+            "env_vars": dict(self.env_vars),
+            "backends": {name: b.to_dict() for name, b in self.backends.items()},
+        }
+        if self.transfer is not None:
+            out["transfer"] = self.transfer.to_dict()
+        if self.configurator is not None:
+            out["configurator"] = self.configurator
+        if self.source is not None:
+            out["source"] = str(self.source)
+        return out
+
+    @classmethod
+    def from_entry(
+        cls,
+        name: str,
+        entry: Mapping[str, Any],
+        source: Location | None = None,
+        device_sources: Mapping[int, Location] | None = None,
+    ) -> ModelConfig:
+        """Build from an entry whose defaults and inheritance are merged and which passed validation."""
+        device_sources = device_sources or {}
+        arch = dict(entry["architecture"])
+        model_type = arch.pop("model_type")
+        devices = {
+            int(tp): device_config_from_dict(int(tp), raw or {}, device_sources.get(int(tp)))
+            for tp, raw in (entry.get("device_configs") or {}).items()
+        }
+        return cls(
+            name=name,
+            architecture=ArchitecturePattern(model_type, arch),
+            supported_configs=tuple(runtime_config_from_dict(rc) for rc in entry.get("supported_configs") or ()),
+            device_configs=dict(sorted(devices.items())),
+            env_vars=dict(entry.get("env_vars") or {}),
+            backends=backends_from_dict(entry.get("backends")),
+            transfer=transfer_spec_from_dict(entry.get("transfer")),
+            configurator=entry.get("configurator"),
+            source=source,
+        )
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: mappings merge key by key, everything else (lists too) is replaced.
+
+    Lists replace rather than concatenate so that a model can narrow its
+    family's ``supported_configs`` instead of only ever adding to them.
+    """
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def runtime_config_from_dict(raw: Mapping[str, Any]) -> RuntimeConfig:
+    if raw["cb"]:
+        return RuntimeConfig(True, raw["tp_size"], raw.get("max_model_len"), raw.get("max_num_seqs"))
+    shapes = tuple(tuple(int(v) for v in shape) for shape in raw.get("warmup_shapes") or ())
+    return RuntimeConfig(False, raw["tp_size"], warmup_shapes=shapes)  # type: ignore[arg-type]
+
+
+def backends_from_dict(raw: Mapping[str, Any] | None) -> dict[str, BackendSettings]:
+    """Every known backend gets an entry, so consumers never test for absence."""
+    raw = raw or {}
+    return {
+        name: BackendSettings(
+            env_vars=dict((raw.get(name) or {}).get("env_vars") or {}),
+            engine_args=dict((raw.get(name) or {}).get("engine_args") or {}),
+            sampling_args=dict((raw.get(name) or {}).get("sampling_args") or {}),
+        )
+        for name in BACKENDS
+    }
+
+
+def transfer_spec_from_dict(raw: Mapping[str, Any] | None) -> TransferSpec | None:
+    if not raw:
+        return None
+    fields = {k: v for k, v in raw.items() if k != "nixlbench"}
+    return TransferSpec(**fields, nixlbench=dict(raw.get("nixlbench") or {}))
+
+
+def device_config_from_dict(tp_size: int, raw: Mapping[str, Any], source: Location | None = None) -> DeviceConfig:
+    blocks = raw.get("num_gpu_blocks_override")
+    return DeviceConfig(
+        tp_size=tp_size,
+        env_vars=dict(raw.get("env_vars") or {}),
+        num_gpu_blocks_override=dict(blocks) if isinstance(blocks, Mapping) else blocks,
+        chunked_prefill_config=dict(raw["chunked_prefill_config"]) if raw.get("chunked_prefill_config") else None,
+        backends=backends_from_dict(raw.get("backends")),
+        transfer=transfer_spec_from_dict(raw.get("transfer")),
+        source=source,
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -11,7 +11,7 @@ segments, OBJ between memory and an object store.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from registry.errors import UsageError
@@ -205,17 +205,16 @@ def nixlbench_args(
     if overrides.get("scheme") == "tp":
         values.update(num_initiator_dev=1, num_target_dev=plan.tp_size)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    args = NixlbenchArgs(**values)
-    if plan.compat != "kvbench" and "total_buffer_size" not in overrides:
-        args = replace(args, total_buffer_size=_buffer_for(args))
-    return args
+    if plan.compat != "kvbench" and "total_buffer_size" not in values:
+        values["total_buffer_size"] = _buffer_for({**FLAG_DEFAULTS, **values})
+    return NixlbenchArgs(**values)
 
 
-def _buffer_for(args: NixlbenchArgs) -> int:
+def _buffer_for(flags: dict[str, Any]) -> int:
     """nixlbench's own checks: block × batch ≤ buffer / devices, buffer divisible by threads × devices."""
-    devices = max(args.num_initiator_dev, args.num_target_dev)
-    needed = args.max_block_size * args.max_batch_size * devices
+    devices = max(flags["num_initiator_dev"], flags["num_target_dev"])
+    needed = flags["max_block_size"] * flags["max_batch_size"] * devices
     if needed <= DEFAULT_TOTAL_BUFFER_SIZE:
         return DEFAULT_TOTAL_BUFFER_SIZE
-    step = args.num_threads * args.num_initiator_dev * args.num_target_dev
+    step = flags["num_threads"] * flags["num_initiator_dev"] * flags["num_target_dev"]
     return -(-needed // step) * step

@@ -180,7 +180,7 @@ def _positive(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def _resolved(spec: TransferSpec, compat: str) -> dict[str, Any]:
-    values = {name: getattr(spec, name) for name in (f.name for f in fields(TransferSpec))}
+    values = {name: getattr(spec, name) for name in _SPEC_FIELDS}
     for name, default in DEFAULTS.items():
         if values[name] is None:
             values[name] = default
@@ -205,7 +205,8 @@ def _resolved(spec: TransferSpec, compat: str) -> dict[str, Any]:
         if values["kvcache_quant_mode"] not in KV_DTYPES:
             raise SpecError(
                 "kvcache_quant_mode",
-                f"unknown KV-cache dtype {values['kvcache_quant_mode']!r}; valid: {', '.join(KV_DTYPES)}",
+                f"kvcache_quant_mode {values['kvcache_quant_mode']!r} is not a KV-cache dtype; "
+                f"valid: {', '.join(KV_DTYPES)}",
             )
     return values
 
@@ -306,9 +307,13 @@ def _kvbench_plan(source: Any, v: dict[str, Any], name: str, config_file: str | 
 
 
 def _plan(v: dict[str, Any], **computed: Any) -> TransferPlan:
-    inputs = {f.name: v[f.name] for f in fields(TransferPlan) if f.name in v}
+    inputs = {name: v[name] for name in _PLAN_INPUTS}
     total = computed["io_size"] * computed["batch_size"]
     return TransferPlan(**inputs, **computed, total_buffer_size=total)
+
+
+_SPEC_FIELDS = tuple(f.name for f in fields(TransferSpec))
+_PLAN_INPUTS = tuple(f.name for f in fields(TransferPlan) if f.name in _SPEC_FIELDS)
 
 
 def plan_for_device(

@@ -92,7 +92,7 @@ def load_hf_config(source: Any, *, trust_remote_code: bool = False, revision: st
 
 
 def _is_pretrained_config(obj: Any) -> bool:
-    return any(cls.__name__ == "PretrainedConfig" for cls in type(obj).__mro__)
+    return any(cls.__name__ in ("PretrainedConfig", "PreTrainedConfig") for cls in type(obj).__mro__)
 
 
 def _remote_code_config(source: str, revision: str | None) -> Any:

@@ -334,8 +334,9 @@ def kv_geometry(
             kv_kind = "mha" if kv_heads == heads else "mqa" if kv_heads == 1 else "gqa"
             per_layer = kv_heads * 2 * head_dim * dtype_bytes
             per_layer_gpu = max(1, kv_heads // tp_size) * 2 * head_dim * dtype_bytes
-        stateful = any(k in (MAMBA, LINEAR) for k in kinds)
-        attention = "hybrid" if stateful and any(k in KV_KINDS for k in kinds) else kv_kind
+        present = set(kinds)
+        stateful = bool(present & {MAMBA, LINEAR})
+        attention = "hybrid" if stateful and present & set(KV_KINDS) else kv_kind
         if _get(cfg, "num_nextn_predict_layers"):
             notes.append("MTP layers (num_nextn_predict_layers) excluded: KV only under MTP decoding")
 
@@ -345,9 +346,10 @@ def kv_geometry(
         notes.append(f"{kv_heads} KV heads < TP {tp_size}: each head held by {tp_size // kv_heads} GPUs")
 
     window = None
-    if any(k == SLIDING for k in kinds):
+    present = set(kinds)
+    if SLIDING in present:
         window = _window(_get(cfg, "sliding_window"))
-    if any(k == CHUNKED for k in kinds):
+    if CHUNKED in present:
         window = _window(_get(cfg, "attention_chunk_size"))
     if window is None:  # no finite window: windowed layers behave as full attention
         kinds = tuple(FULL if k in (SLIDING, CHUNKED) else k for k in kinds)

@@ -55,7 +55,7 @@ class YamlDocument:
         """
         node = self.root
         if node is None:
-            return Location(self.file, 1, 1)
+            return Location(self.file)
         mark = node.start_mark
         for key in key_path:
             if isinstance(node, MappingNode):

@@ -75,9 +75,9 @@ def load_registry_file(path: str | os.PathLike[str]) -> _Snapshot:
 
 
 def _build(document: YamlDocument, extra: Mapping[str, dict[str, Any]] | None = None) -> _Snapshot:
+    if document.data is None:  # an empty file is an empty registry
+        document = YamlDocument(document.file, {}, document.root)
     data = document.data
-    if data is None:
-        data = {}
     if not isinstance(data, dict):
         raise ConfigError([document.at((), f"expected a mapping with 'models', found {type(data).__name__}")])
     problems = schema_errors(document, load_schema())
@@ -129,19 +129,17 @@ class _EntryBuilder:
             raise ConfigError(self.problems)
         return model
 
-    def _where(self, chain: list[tuple[str, str]], rel: tuple[Any, ...]) -> str:
-        """Locate ``rel`` in the first link of the inheritance chain that writes it."""
+    def _problem(self, chain: list[tuple[str, str]], rel: tuple[Any, ...], message: str) -> None:
+        """Report ``rel`` at the first link of the inheritance chain that writes it (else the entry itself)."""
+        link = chain[0]
         for section, name in chain:
             node: Any = (self.models if section == "models" else self.families).get(name)
             for key in rel:
                 node = node.get(key, _ABSENT) if isinstance(node, Mapping) else _ABSENT
             if node is not _ABSENT:
-                return self.document.at((section, name, *rel), "")[:-2]
-        section, name = chain[0]
-        return self.document.at((section, name, *rel), "")[:-2]
-
-    def _problem(self, chain: list[tuple[str, str]], rel: tuple[Any, ...], message: str) -> None:
-        self.problems.append(f"{self._where(chain, rel)}: {message}")
+                link = (section, name)
+                break
+        self.problems.append(self.document.at((*link, *rel), message))
 
     def _resolve(self, name: str) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
         """The entry with its ``extends`` chain merged in (child wins), and that chain."""
@@ -183,10 +181,12 @@ class _EntryBuilder:
         self._check(entry, chain)
         if len(self.problems) > before:
             return None
+        # A device config that plans a transfer gets the model-wide transfer fields under its own.
         model_transfer = entry.get("transfer") or {}
-        for raw in (entry.get("device_configs") or {}).values():
-            if isinstance(raw, dict) and (model_transfer or raw.get("transfer")):
-                raw["transfer"] = deep_merge(model_transfer, raw.get("transfer") or {})
+        entry["device_configs"] = {
+            tp: {**raw, "transfer": deep_merge(model_transfer, raw["transfer"])} if raw.get("transfer") else raw
+            for tp, raw in (entry.get("device_configs") or {}).items()
+        }
         device_sources = {
             int(tp): self.document.location((*path, "device_configs", tp))
             for tp in (entry.get("device_configs") or {})
@@ -196,7 +196,7 @@ class _EntryBuilder:
     def _check(self, entry: dict[str, Any], chain: list[tuple[str, str]]) -> None:
         arch = entry.get("architecture")
         if not isinstance(arch, Mapping) or not arch.get("model_type"):
-            self._problem(chain, ("architecture",), "missing architecture.model_type (neither written nor inherited)")
+            self._problem(chain, ("architecture",), "missing required key 'model_type' (neither written nor inherited)")
             return
         for key_path in _null_paths(arch, ("architecture",)):
             self._problem(
@@ -322,7 +322,9 @@ class ModelConfigRegistry:
                 "models": {**state.raw_entries, name: entry},
             }
             document = YamlDocument(origin, data)
-            problems = schema_errors(document, load_schema(), root=("models", name))
+            schema = load_schema()
+            entry_schema = {"$ref": "#/$defs/model", "$defs": schema["$defs"]}
+            problems = schema_errors(document, entry_schema, root=("models", name))
             if problems:
                 raise ConfigError(problems)
             base = state.document or YamlDocument(state.path, {})

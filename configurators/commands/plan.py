@@ -101,7 +101,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
             names = ["--etcd-endpoints", "--etcd-endpoint"]
         if field.type in ("bool", bool):
             bench.add_argument(
-                *names, dest=field.name, action="store_true", default=None, help=argparse.SUPPRESS
+                *names, dest=field.name, action="store_true", default=None, help="(default: off)"
             )
         else:
             kind = int if field.type in ("int", int) else str
@@ -188,12 +188,15 @@ def _plan_file(path: str, model: ModelSource, args: argparse.Namespace) -> Plann
     spec = _with_overrides(spec_from_sections(data), args)
     try:
         plan = plan_transfer(model.config, spec, compat=args.compat, model_name=model.name, config_file=path)
-        bench = _nixlbench_for(plan, args)
+        # kvcache / iosize need no nixlbench flags, so a transfer-only mistake does not stop them.
+        sizing_only = getattr(args, "command", None) in ("kvcache", "iosize")
+        bench = None if sizing_only else _nixlbench_for(plan, args)
     except SpecError as error:
-        section = next((s for s, names in SECTIONS.items() if error.field in names), None)
-        written = section and error.field in (data.get(section) or {})
         flag = next((f for f, name in OVERRIDES.items() if name == error.field), None)
-        if written and getattr(args, flag or "", None) is None:
+        if flag is not None and getattr(args, flag) is not None:
+            raise ConfigError([f"{path}: --{flag}: {error}"]) from None
+        section = next((s for s, names in SECTIONS.items() if error.field in names), None)
+        if section and error.field in (data.get(section) or {}):
             raise ConfigError([document.at((section, error.field), str(error))]) from None
         raise ConfigError([f"{path}: {error}"]) from None
     except UsageError as error:

@@ -144,7 +144,8 @@ class DefaultConfigurator(ModelConfigurator):
 
     def check_runtime(self, target: ConfigTarget) -> RuntimeCheck:
         """Requested (tp, max_model_len, max_num_seqs) must equal a ``cb: true`` entry, or the
-        requested warmup shapes be a subset of a ``cb: false`` entry's; a value not given matches any."""
+        requested warmup shapes be a subset of a ``cb: false`` entry's. A value not given matches
+        any; with only the TP size given, any entry of that size matches."""
         requested: dict[str, Any] = {"tp_size": target.tp_size}
         if target.warmup_shapes:
             requested["warmup_shapes"] = [list(s) for s in target.warmup_shapes]
@@ -278,7 +279,6 @@ class DefaultConfigurator(ModelConfigurator):
                 continue
             if setting.kind == "env":
                 self.environ[setting.name] = setting.value.applied
-                self.env_settings.append(setting)
             elif setting.kind == "engine":
                 target.set(setting.name, setting.value.applied)
             else:
@@ -320,6 +320,8 @@ def same_value(user: Any, declared: Any) -> bool:
 def _runtime_matches(rc: RuntimeConfig, target: ConfigTarget) -> bool:
     if rc.tp_size != target.tp_size:
         return False
+    if not target.warmup_shapes and target.max_model_len is None and target.max_num_seqs is None:
+        return True  # only the TP size was asked for: any runtime of that size will do
     if target.warmup_shapes:
         return not rc.cb and set(target.warmup_shapes) <= set(rc.warmup_shapes)
     return (

@@ -32,10 +32,9 @@ from configurators.targets import (
     VllmTarget,
 )
 from registry.errors import MatchError, UsageError
+from registry.model_config import BACKENDS
 
 log = logging.getLogger("modelreg")
-
-BACKENDS = ("vllm", "sglang")
 # Server flag spellings that are not simply the field name with dashes.
 _ALIASES = {
     "vllm": {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size", "dp": "data_parallel_size"},
@@ -86,7 +85,7 @@ def configure(
         model=model if isinstance(model, str) else None,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
-        warmup_shapes=tuple(tuple(int(v) for v in s) for s in warmup_shapes),  # type: ignore[misc]
+        warmup_shapes=tuple(tuple(int(v) for v in s) for s in warmup_shapes),
         hf_config=hf_config,
         engine_args=dict(engine_args or {}),
     )
@@ -316,43 +315,45 @@ def prepare_launch(
     before = dict(env)
     summary = run_configurator(configurator, target, strict=strict, environ=env)
     final = argv + server_flags(summary, flags, backend)
-    if target.applied_sampling_args:
+    if sampling_flag in flags and target.applied_sampling_args:
+        # The user gave their own sampling defaults: add the declared ones under theirs, in place.
         merged = json.dumps({**target.applied_sampling_args, **user_sampling}, sort_keys=True)
-        final = _set_flag(final, sampling_flag, merged, where.get(sampling_flag))
+        final = _set_flag(final, where[sampling_flag], merged)
     added = {k: v for k, v in env.items() if before.get(k) != v}
     return Launch(final, env, added, summary)
 
 
 def server_flags(summary: ConfigurationSummary, given: Mapping[str, Any], backend: str) -> list[str]:
-    """Server flags for the applied engine args the user did not give themselves."""
+    """Server flags for the applied engine args (and default sampling parameters) the user did not give."""
     out: list[str] = []
     for setting in summary.section("engine"):
-        if setting.status not in (APPLIED, REPLACED) or setting.name in given:
-            continue
-        flag = "--" + setting.name.replace("_", "-")
-        value = setting.value.applied
-        if value is True:
-            out.append(flag)
-        elif value is False:
-            # vLLM's boolean flags take --no-x; SGLang's are store_true, so False is their default.
-            if backend == "vllm":
-                out.append("--no-" + setting.name.replace("_", "-"))
-        elif isinstance(value, (dict, list)) and not (isinstance(value, list) and backend == "vllm"):
-            out += [flag, json.dumps(value, sort_keys=True)]
-        elif isinstance(value, list):
-            out += [flag, *(str(v) for v in value)]
-        else:
-            out += [flag, str(value)]
+        if setting.status in (APPLIED, REPLACED) and setting.name not in given:
+            out += _flag(setting.name, setting.value.applied, backend)
+    sampling_name = SAMPLING_ARG[backend]
+    sampling = {s.name: s.value.applied for s in summary.section("sampling") if s.status == APPLIED}
+    if sampling and sampling_name not in given:
+        out += _flag(sampling_name, sampling, backend)
     return out
 
 
-def _set_flag(argv: list[str], name: str, value: str, index: int | None) -> list[str]:
-    """``argv`` with flag ``name`` set to ``value``: in place when the user gave it, else appended."""
+def _flag(name: str, value: Any, backend: str) -> list[str]:
     flag = "--" + name.replace("_", "-")
-    if index is None:
-        return [*argv, flag, value]
-    position = index + 1  # flags were parsed from argv[1:]
+    if value is True:
+        return [flag]
+    if value is False:
+        # vLLM's boolean flags take --no-x; SGLang's are store_true, so False is their default.
+        return ["--no-" + name.replace("_", "-")] if backend == "vllm" else []
+    if isinstance(value, dict):
+        return [flag, json.dumps(value, sort_keys=True)]
+    if isinstance(value, list):
+        return [flag, *(str(v) for v in value)]
+    return [flag, str(value)]
+
+
+def _set_flag(argv: list[str], index: int, value: str) -> list[str]:
+    """``argv`` with the value of the flag at ``index`` (counted in ``argv[1:]``) replaced."""
     out = list(argv)
+    position = index + 1
     if "=" in out[position]:
         out[position] = f"{out[position].partition('=')[0]}={value}"
     else:

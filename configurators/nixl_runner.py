@@ -139,12 +139,17 @@ def _nixl_api():
     return nixl_agent, nixl_agent_config
 
 
-def _make_agent(name: str, backend: str):
+def _make_agent(name: str, backend: str, *, passive: bool = False):
+    """An agent with one backend; only the passive side gets a progress thread.
+
+    The target's progress thread is what completes a loopback UCX transfer
+    between two agents in one process (without it the transfer never ends).
+    The initiator needs none: its loop polls the request, which progresses its
+    worker, and a spinning extra thread would take a core from the copy itself.
+    """
     nixl_agent, nixl_agent_config = _nixl_api()
     try:
-        # The progress thread is what advances the passive side: without it a
-        # loopback UCX transfer between two agents in one process never completes.
-        agent = nixl_agent(name, nixl_agent_config(enable_prog_thread=True, backends=[backend]))
+        agent = nixl_agent(name, nixl_agent_config(enable_prog_thread=passive, backends=[backend]))
     except Exception as error:
         raise TransferError(
             f"NIXL could not start its {backend} backend ({error}); "
@@ -282,7 +287,7 @@ def _run_memory_pair(job: TransferJob, progress: Progress | None) -> TransferSta
     _require_dram(job)
     suffix = f"{os.getpid()}-{time.monotonic_ns()}"
     initiator = _make_agent(f"modelreg-initiator-{suffix}", job.backend)
-    target = _make_agent(f"modelreg-target-{suffix}", job.backend)
+    target = _make_agent(f"modelreg-target-{suffix}", job.backend, passive=True)
     # WRITE pushes the initiator's bytes to the target; READ pulls the target's.
     local_buf = _filled(job.buffer_bytes) if job.op_type == "WRITE" else _zeroed(job.buffer_bytes)
     remote_buf = _zeroed(job.buffer_bytes) if job.op_type == "WRITE" else _filled(job.buffer_bytes)
@@ -420,7 +425,7 @@ def run_target(job: TransferJob, meet: Rendezvous) -> TransferStats:
     client.delete_prefix(meet.prefix)  # a crashed earlier run must not mislead the initiator
     buffer = _zeroed(job.buffer_bytes) if job.op_type == "WRITE" else _filled(job.buffer_bytes)
     with _etcd_metadata(meet.endpoint):
-        agent = _make_agent(meet.agent_name("target"), job.backend)
+        agent = _make_agent(meet.agent_name("target"), job.backend, passive=True)
         with _registered(agent, [(buffer.ctypes.data, buffer.nbytes, 0, "")], "DRAM"):
             agent.send_local_metadata()
             try:

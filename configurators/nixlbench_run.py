@@ -67,28 +67,38 @@ class NixlbenchOutput:
 
 
 def parse_results(text: str) -> list[NixlbenchRow]:
-    """Every results row in ``text``; ``[]`` when there is no table."""
+    """Every results row in ``text``; ``[]`` when there is no table.
+
+    A row must start in the header's column (same prefix width, e.g. a log
+    timestamp) and hold exactly one number per header column, with integral
+    block and batch sizes; a library log line that merely ends in numbers is
+    not a row.
+    """
     rows: list[NixlbenchRow] = []
     header: list[str] | None = None
+    column = 0
     pattern: re.Pattern[str] | None = None
     for line in text.splitlines():
         if HEADER_ANCHOR in line:
-            header = _header_columns(line)
-            numbers = r"\s+".join([f"({_NUMBER})"] * len(header))
-            pattern = re.compile(rf"(?:^|\s){numbers}\s*$")
+            column = line.index(HEADER_ANCHOR)
+            header = _header_columns(line[column:])
+            pattern = re.compile(r"\s+".join([f"({_NUMBER})"] * len(header)))
             continue
-        if header is None or pattern is None:
+        if header is None or pattern is None or len(line) <= column:
             continue
-        match = pattern.search(line)
-        if match:
+        match = pattern.fullmatch(line[column:].strip())
+        if match and line[column] != " " and _integral(match.group(1)) and _integral(match.group(2)):
             rows.append(_row(header, [float(v) for v in match.groups()]))
     return rows
 
 
-def _header_columns(line: str) -> list[str]:
-    """Column names: separated by two or more spaces, starting at the anchor."""
-    start = line.index(HEADER_ANCHOR)
-    return [name.strip() for name in re.split(r"\s{2,}", line[start:].strip()) if name.strip()]
+def _integral(text: str) -> bool:
+    return text.isdigit()
+
+
+def _header_columns(text: str) -> list[str]:
+    """Column names are separated by two or more spaces."""
+    return [name.strip() for name in re.split(r"\s{2,}", text.strip()) if name.strip()]
 
 
 def _row(header: Sequence[str], values: Sequence[float]) -> NixlbenchRow:
@@ -105,6 +115,30 @@ def _row(header: Sequence[str], values: Sequence[float]) -> NixlbenchRow:
         p99_latency_us=picked.get("p99_latency_us"),
         columns=columns,
     )
+
+
+_ADJUSTED_ITERATIONS = re.compile(r"Adjusting num_iter to (\d+)")
+LARGE_BLOCK = 1 << 20
+
+
+def timed_iterations(
+    num_iter: int, num_threads: int, large_blk_iter_ftr: int, block_size: int, text: str = ""
+) -> int:
+    """How many timed iterations nixlbench really ran for one block size.
+
+    nixlbench rounds ``num_iter`` up to a multiple of ``num_threads ×
+    large_blk_iter_ftr`` (and says so in a WARNING line, preferred when present),
+    then divides it by ``large_blk_iter_ftr`` for blocks above 1 MiB.
+    """
+    adjusted = _ADJUSTED_ITERATIONS.findall(text)
+    if adjusted:
+        count = int(adjusted[-1])
+    else:
+        partition = max(1, num_threads * large_blk_iter_ftr)
+        count = -(-num_iter // partition) * partition
+    if block_size > LARGE_BLOCK and large_blk_iter_ftr > 0:
+        count //= large_blk_iter_ftr
+    return count
 
 
 def consistency_failed(text: str) -> bool:

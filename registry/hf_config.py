@@ -124,7 +124,9 @@ def _from_path_or_id(text: str, revision: str | None) -> ConfigSource:
     if path.is_file():
         return ConfigSource(read_config_file(path), f"file: {path}", None)
     if _looks_like_path(text) or not text.strip():
-        raise ResolutionError(f"{text}: no such file or directory (expected a config.json or a model directory)")
+        raise ResolutionError(
+            f"{text}: no such file or directory (expected a config.json or a model directory)"
+        )
     return _from_model_id(text, revision)
 
 
@@ -225,7 +227,9 @@ def _download(model_id: str, revision: str | None) -> tuple[ConfigSource | None,
     except ImportError:
         return None, "huggingface_hub is not installed"
     try:
-        path = hf_hub_download(model_id, CONFIG_NAME, revision=revision, cache_dir=hub_cache_dir(), etag_timeout=5)
+        path = hf_hub_download(
+            model_id, CONFIG_NAME, revision=revision, cache_dir=hub_cache_dir(), etag_timeout=5
+        )
     except Exception as error:  # any hub, HTTP or network failure is reported the same way
         return None, f"download failed: {type(error).__name__}"
     return ConfigSource(read_config_file(Path(path)), f"HF hub download: {path}", model_id), ""

@@ -193,9 +193,21 @@ class ModelConfig:
         entry: Mapping[str, Any],
         source: Location | None = None,
         device_sources: Mapping[int, Location] | None = None,
+        shared: dict[int, Any] | None = None,
     ) -> ModelConfig:
-        """Build from an entry whose defaults and inheritance are merged and which passed validation."""
+        """Build from an entry whose defaults and inheritance are merged and which passed validation.
+
+        ``shared`` lets a caller building many entries reuse the runtime configs of
+        a list inherited by all of them (keyed by the list's ``id``; the caller
+        keeps those lists alive), which matters at 10,000 models.
+        """
         device_sources = device_sources or {}
+        raw_runtimes = entry.get("supported_configs") or []
+        runtimes = shared.get(id(raw_runtimes)) if shared is not None else None
+        if runtimes is None:
+            runtimes = tuple(runtime_config_from_dict(rc) for rc in raw_runtimes)
+            if shared is not None:
+                shared[id(raw_runtimes)] = runtimes
         arch = dict(entry["architecture"])
         model_type = arch.pop("model_type")
         devices = {
@@ -205,14 +217,24 @@ class ModelConfig:
         return cls(
             name=name,
             architecture=ArchitecturePattern(model_type, arch),
-            supported_configs=tuple(runtime_config_from_dict(rc) for rc in entry.get("supported_configs") or ()),
+            supported_configs=runtimes,
             device_configs=dict(sorted(devices.items())),
             env_vars=dict(entry.get("env_vars") or {}),
-            backends=backends_from_dict(entry.get("backends")),
+            backends=_shared(shared, entry.get("backends"), backends_from_dict),
             transfer=transfer_spec_from_dict(entry.get("transfer")),
             configurator=entry.get("configurator"),
             source=source,
         )
+
+
+def _shared(memo: dict[int, Any] | None, raw: Any, build: Any) -> Any:
+    """``build(raw)``, reused for the very same ``raw`` object (inherited unchanged by many entries)."""
+    if memo is None:
+        return build(raw)
+    found = memo.get(id(raw))
+    if found is None:
+        found = memo[id(raw)] = build(raw)
+    return found
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,13 +279,17 @@ def transfer_spec_from_dict(raw: Mapping[str, Any] | None) -> TransferSpec | Non
     return TransferSpec(**fields, nixlbench=dict(raw.get("nixlbench") or {}))
 
 
-def device_config_from_dict(tp_size: int, raw: Mapping[str, Any], source: Location | None = None) -> DeviceConfig:
+def device_config_from_dict(
+    tp_size: int, raw: Mapping[str, Any], source: Location | None = None
+) -> DeviceConfig:
     blocks = raw.get("num_gpu_blocks_override")
     return DeviceConfig(
         tp_size=tp_size,
         env_vars=dict(raw.get("env_vars") or {}),
         num_gpu_blocks_override=dict(blocks) if isinstance(blocks, Mapping) else blocks,
-        chunked_prefill_config=dict(raw["chunked_prefill_config"]) if raw.get("chunked_prefill_config") else None,
+        chunked_prefill_config=dict(raw["chunked_prefill_config"])
+        if raw.get("chunked_prefill_config")
+        else None,
         backends=backends_from_dict(raw.get("backends")),
         transfer=transfer_spec_from_dict(raw.get("transfer")),
         source=source,

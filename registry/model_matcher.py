@@ -58,7 +58,7 @@ def values_equal(expected: Any, actual: Any) -> bool:
 
 @dataclass(frozen=True)
 class AttributeCheck:
-    """One pattern attribute compared with the config (``key_path`` like ``quantization_config.quant_method``)."""
+    """One pattern attribute against the config, ``key_path`` dotted: ``quantization_config.quant_method``."""
 
     key_path: str
     expected: Any

@@ -21,7 +21,7 @@ from typing import Any
 
 from registry.errors import ConfigError, Location, MatchError, format_key_path
 from registry.hf_config import load_config_dict, load_hf_config
-from registry.loader import YamlDocument, load_yaml_document, schema_errors
+from registry.loader import YamlDocument, gc_paused, load_yaml_document, schema_errors
 from registry.model_config import ModelConfig, deep_merge
 from registry.model_matcher import CandidateReport, ModelMatcher, PatternIndex, get_attribute
 
@@ -70,8 +70,8 @@ class _Snapshot:
 
 def load_registry_file(path: str | os.PathLike[str]) -> _Snapshot:
     """Load, validate and build every model of one registry file; all problems raise together."""
-    document = load_yaml_document(path)
-    return _build(document)
+    with gc_paused():
+        return _build(load_yaml_document(path))
 
 
 def _build(document: YamlDocument, extra: Mapping[str, dict[str, Any]] | None = None) -> _Snapshot:
@@ -111,6 +111,8 @@ class _EntryBuilder:
         self.families = dict(data.get("families") or {})
         self.models = dict(data.get("models") or {})
         self.problems: list[str] = []
+        self._shared: dict[int, Any] = {}
+        self._resolved: dict[tuple[str, str], tuple[dict[str, Any] | None, list[tuple[str, str]]]] = {}
         self._configurators_checked: dict[str, str | None] = {}
 
     def build_all(self) -> dict[str, ModelConfig]:
@@ -129,74 +131,86 @@ class _EntryBuilder:
             raise ConfigError(self.problems)
         return model
 
-    def _problem(self, chain: list[tuple[str, str]], rel: tuple[Any, ...], message: str) -> None:
-        """Report ``rel`` at the first link of the inheritance chain that writes it (else the entry itself)."""
-        link = chain[0]
+    def _locate(self, chain: list[tuple[str, str]], rel: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The key path of ``rel`` in the first link of the inheritance chain that writes it."""
         for section, name in chain:
             node: Any = (self.models if section == "models" else self.families).get(name)
             for key in rel:
                 node = node.get(key, _ABSENT) if isinstance(node, Mapping) else _ABSENT
             if node is not _ABSENT:
-                link = (section, name)
-                break
-        self.problems.append(self.document.at((*link, *rel), message))
+                return (section, name, *rel)
+        return (*chain[0], *rel)
 
-    def _resolve(self, name: str) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
-        """The entry with its ``extends`` chain merged in (child wins), and that chain."""
-        chain: list[tuple[str, str]] = [("models", name)]
-        entry = self.models[name]
-        layers = [entry]
-        seen = {("models", name)}
-        while isinstance(entry, Mapping) and entry.get("extends"):
-            parent = entry["extends"]
-            link = ("families", parent) if parent in self.families else ("models", parent)
-            source = self.families if link[0] == "families" else self.models
-            names = " -> ".join(n for _, n in chain)
-            if parent not in source:
-                choices = list(self.families) + list(self.models)
-                close = difflib.get_close_matches(parent, choices, n=1)
+    def _problem(self, chain: list[tuple[str, str]], rel: tuple[Any, ...], message: str) -> None:
+        self.problems.append(self.document.at(self._locate(chain, rel), message))
+
+    def _resolve(
+        self, link: tuple[str, str], stack: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+        """The entry merged over its ``extends`` ancestors and ``defaults`` (child wins), and its chain.
+
+        Results are memoized per family or model, so 10,000 models sharing a
+        family merge it once and a broken family is reported once.
+        """
+        if link in self._resolved:
+            return self._resolved[link]
+        section, name = link
+        entry = (self.families if section == "families" else self.models)[name]
+        own = {k: v for k, v in entry.items() if k != "extends"}
+        parent = entry.get("extends")
+        result: tuple[dict[str, Any] | None, list[tuple[str, str]]]
+        if not parent:
+            result = (deep_merge(self.defaults, own), [link])
+        else:
+            parent_link = ("families", parent) if parent in self.families else ("models", parent)
+            names = " -> ".join(n for _, n in (*stack, link))
+            if parent not in self.families and parent not in self.models:
+                close = difflib.get_close_matches(parent, [*self.families, *self.models], n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 self._problem(
-                    chain[-1:], ("extends",), f"unknown parent {parent!r} (chain: {names} -> {parent}){hint}"
+                    [link], ("extends",), f"unknown parent {parent!r} (chain: {names} -> {parent}){hint}"
                 )
-                return None, chain
-            if link in seen:
-                self._problem(chain[-1:], ("extends",), f"inheritance cycle: {names} -> {parent}")
-                return None, chain
-            seen.add(link)
-            chain.append(link)
-            entry = source[parent]
-            layers.append(entry)
-        merged: dict[str, Any] = {}
-        for layer in reversed(layers):
-            merged = deep_merge(merged, {k: v for k, v in layer.items() if k != "extends"})
-        return merged, chain
+                result = (None, [link])
+            elif parent_link in stack or parent_link == link:
+                self._problem([link], ("extends",), f"inheritance cycle: {names} -> {parent}")
+                result = (None, [link])
+            else:
+                base, chain = self._resolve(parent_link, (*stack, link))
+                result = (None if base is None else deep_merge(base, own), [link, *chain])
+        self._resolved[link] = result
+        return result
 
     def _build_one(self, name: str, path: tuple[str, str]) -> ModelConfig | None:
-        resolved, chain = self._resolve(name)
+        self._resolved.pop(path, None)  # register_model may replace an entry
+        resolved, chain = self._resolve(path)
         if resolved is None:
             return None
-        entry = deep_merge(self.defaults, resolved)
+        entry = dict(resolved)
         before = len(self.problems)
         self._check(entry, chain)
         if len(self.problems) > before:
             return None
         # A device config that plans a transfer gets the model-wide transfer fields under its own.
         model_transfer = entry.get("transfer") or {}
+        devices = entry.get("device_configs") or {}
         entry["device_configs"] = {
-            tp: {**raw, "transfer": deep_merge(model_transfer, raw["transfer"])} if raw.get("transfer") else raw
-            for tp, raw in (entry.get("device_configs") or {}).items()
+            tp: {**raw, "transfer": deep_merge(model_transfer, raw["transfer"])}
+            if raw.get("transfer")
+            else raw
+            for tp, raw in devices.items()
         }
         device_sources = {
-            int(tp): self.document.location((*path, "device_configs", tp))
-            for tp in (entry.get("device_configs") or {})
+            int(tp): self.document.location(self._locate(chain, ("device_configs", tp))) for tp in devices
         }
-        return ModelConfig.from_entry(name, entry, self.document.location(path), device_sources)
+        location = self.document.location(path)
+        return ModelConfig.from_entry(name, entry, location, device_sources, self._shared)
 
     def _check(self, entry: dict[str, Any], chain: list[tuple[str, str]]) -> None:
         arch = entry.get("architecture")
         if not isinstance(arch, Mapping) or not arch.get("model_type"):
-            self._problem(chain, ("architecture",), "missing required key 'model_type' (neither written nor inherited)")
+            self._problem(
+                chain, ("architecture",), "missing required key 'model_type' (neither written nor inherited)"
+            )
             return
         for key_path in _null_paths(arch, ("architecture",)):
             self._problem(
@@ -212,7 +226,9 @@ class _EntryBuilder:
             key = _runtime_key(rc)
             if key in seen:
                 self._problem(
-                    chain, ("supported_configs", i), f"duplicate runtime config (same as supported_configs.{seen[key]})"
+                    chain,
+                    ("supported_configs", i),
+                    f"duplicate runtime config (same as supported_configs.{seen[key]})",
                 )
             else:
                 seen[key] = i
@@ -274,12 +290,14 @@ def import_configurator(reference: str) -> type:
     if not isinstance(cls, type):
         raise ConfigError([f"expected a class named {class_name!r} in module {module_name!r}, found none"])
     if not callable(getattr(cls, "configure", None)):
-        raise ConfigError([f"expected configurator class {reference!r} to have a configure method, found none"])
+        raise ConfigError(
+            [f"expected configurator class {reference!r} to have a configure method, found none"]
+        )
     return cls
 
 
 class ModelConfigRegistry:
-    """Every registered model, matchable against HF configs; see the module docstring for the threading story."""
+    """Every registered model, matchable against HF configs (threading: see the module docstring)."""
 
     def __init__(self, config_path: str | os.PathLike[str] | None = None):
         self._lock = threading.RLock()
@@ -328,7 +346,9 @@ class ModelConfigRegistry:
             if problems:
                 raise ConfigError(problems)
             base = state.document or YamlDocument(state.path, {})
-            extras = {k: v for k, v in state.raw_entries.items() if k not in (base.data or {}).get("models", {})}
+            extras = {
+                k: v for k, v in state.raw_entries.items() if k not in (base.data or {}).get("models", {})
+            }
             extras[name] = entry
             self._state = _build(base, extras)
             return self._state.models[name]
@@ -344,7 +364,9 @@ class ModelConfigRegistry:
         revision: str | None = None,
     ) -> MatchResult:
         """Resolve ``source`` to a HF config and find its entry (name None when nothing matches)."""
-        config, origin, resolved_id = resolve_config(source, trust_remote_code=trust_remote_code, revision=revision)
+        config, origin, resolved_id = resolve_config(
+            source, trust_remote_code=trust_remote_code, revision=revision
+        )
         model_id = model_id or resolved_id
         name = self._state.index.find(config, (model_id, _name_or_path(config)))
         return MatchResult(name, config, origin, model_id)
@@ -358,9 +380,9 @@ class ModelConfigRegistry:
             return self._state.index.find(config, preferred)
         return self.match(source, model_id=model_id).name
 
-    def explain(self, source: Any, *, trust_remote_code: bool = False, revision: str | None = None) -> list[
-        CandidateReport
-    ]:
+    def explain(
+        self, source: Any, *, trust_remote_code: bool = False, revision: str | None = None
+    ) -> list[CandidateReport]:
         """Every entry of the config's model_type with each attribute's expected and actual value."""
         result = self.match_or_none(source, trust_remote_code=trust_remote_code, revision=revision)
         config = result.hf_config
@@ -386,14 +408,16 @@ class ModelConfigRegistry:
             return MatchResult(None, config, origin, model_id)
 
     def get_configurator(self, name: str) -> Any:
-        """An instance of the entry's configurator class (``DefaultConfigurator`` unless the entry names one)."""
+        """An instance of the entry's configurator class (``DefaultConfigurator`` unless it names one)."""
         model = self.get_model_config(name)
         reference = model.configurator or DEFAULT_CONFIGURATOR
         try:
             cls = import_configurator(reference)
         except ConfigError as error:
             where = str(model.source) if model.source else self._state.path
-            raise ConfigError([f"{where}: {format_key_path(('models', name, 'configurator'))}: {error}"]) from None
+            raise ConfigError(
+                [f"{where}: {format_key_path(('models', name, 'configurator'))}: {error}"]
+            ) from None
         return cls(model)
 
     def location(self, key_path: tuple[Any, ...]) -> Location:

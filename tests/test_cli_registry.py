@@ -50,7 +50,14 @@ def test_models_text(capsys):
     code, out, _ = run(capsys, "models")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["name", "model_type", "tp_sizes", "device_configs", "patterns", "configurator"]
+    assert lines[0].split() == [
+        "name",
+        "model_type",
+        "tp_sizes",
+        "device_configs",
+        "patterns",
+        "configurator",
+    ]
     granite = next(line for line in lines if line.startswith("ibm-granite/granite-3.3-8b-instruct "))
     assert granite.split()[:5] == ["ibm-granite/granite-3.3-8b-instruct", "granite", "1", "4", "4"]
     assert lines[-1] == f"{len(all_fixture_ids())} models in {PACKAGED_CONFIG}"
@@ -130,7 +137,9 @@ def test_match_explain_shows_expected_and_actual(capsys):
 
 
 def test_match_explain_json(capsys):
-    code, out, _ = run(capsys, "match", "ibm-granite/granite-3.3-8b-instruct-FP8", "--explain", "--format", "json")
+    code, out, _ = run(
+        capsys, "match", "ibm-granite/granite-3.3-8b-instruct-FP8", "--explain", "--format", "json"
+    )
     data = json.loads(out)
     assert code == 0
     by_name = {c["name"]: c for c in data["candidates"]}
@@ -145,8 +154,8 @@ def test_match_nothing_names_model_type_and_suggests_explain(capsys, tmp_path):
     code, out, err = run(capsys, "match", str(path))
     assert code == 2 and out == ""
     assert err == (
-        f"modelreg match: error: {path}: no entry of model_type 'llama' in {PACKAGED_CONFIG} matches this config; "
-        f"run `modelreg match {path} --explain` to see why\n"
+        f"modelreg match: error: {path}: no entry of model_type 'llama' in {PACKAGED_CONFIG} matches this "
+        f"config; run `modelreg match {path} --explain` to see why\n"
     )
     code, out, err = run(capsys, "match", str(path), "--explain")
     assert code == 2
@@ -184,10 +193,11 @@ def test_validate_ok_and_all_problems(capsys, tmp_path):
     code, out, err = run(capsys, "validate", str(bad), str(PACKAGED_CONFIG))
     assert code == 2
     assert err.splitlines() == [
-        f'{bad}:9:9: models."org/a".device_configs.4.num_gpu_blocks_override: expected an integer or a version map, '
-        "found 'abc'",
+        f'{bad}:9:9: models."org/a".device_configs.4.num_gpu_blocks_override: expected an integer or a '
+        "version map, found 'abc'",
         f"{bad}:13:5: models.\"org/b\".unknown_key: unknown key 'unknown_key'; expected one of: description, "
-        "extends, architecture, supported_configs, device_configs, env_vars, backends, transfer, configurator",
+        "extends, architecture, supported_configs, device_configs, env_vars, backends, transfer, "
+        "configurator",
         "modelreg validate: 1 of 2 file(s) have problems",
     ]
     assert out == f"{PACKAGED_CONFIG}: OK: {len(all_fixture_ids())} models\n"
@@ -199,7 +209,7 @@ def test_validate_ok_and_all_problems(capsys, tmp_path):
         ("a: 1\na: 2\n", ":2:1: duplicate key 'a' (first defined on line 1)"),
         ("models: !!python/object:os.system {}\n", ":1:9: tag 'tag:yaml.org,2002:python/object:os.system'"),
         ("models: [\n", ":2:1: invalid YAML"),
-        ("- 1\n", ": expected a mapping with 'models', found list"),
+        ("- 1\n", ":1:1: expected a mapping with 'models', found list"),
     ],
 )
 def test_validate_malformed_files(capsys, tmp_path, text, expected):
@@ -236,7 +246,9 @@ def test_bad_flag_exits_2(capsys):
 def _modelreg(*argv: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MODELREG_CONFIG_FILE"}
     env.update({"HF_HUB_OFFLINE": "1", **(env_extra or {})})
-    return subprocess.run([str(MODELREG), *argv], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [str(MODELREG), *argv], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +285,34 @@ def test_models_command_does_not_import_transformers():
         "import sys, io, contextlib; from registry.cli import main;"
         "buf = io.StringIO();\n"
         "with contextlib.redirect_stdout(buf): main(['models'])\n"
-        "print(sorted(m for m in ('transformers', 'jsonschema', 'torch', 'huggingface_hub') if m in sys.modules))"
+        "print(sorted(m for m in ('transformers', 'jsonschema', 'torch', 'huggingface_hub') if m "
+        "in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_model_type_unknown_to_transformers_still_matches_from_the_raw_dict(capsys, tmp_path):
+    registry_file = tmp_path / "new.yaml"
+    registry_file.write_text(
+        "models:\n  lab/brand-new:\n    architecture: {model_type: brand_new_arch, num_hidden_layers: 7}\n"
+        "    supported_configs: [{cb: true, tp_size: 1, max_model_len: 8, max_num_seqs: 1}]\n"
+    )
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "brand_new_arch", "num_hidden_layers": 7}))
+    code, out, _ = run(capsys, "match", str(model_dir), "--config", str(registry_file))
+    assert code == 0 and out.splitlines()[0] == "lab/brand-new"
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "other_arch"}))
+    code, out, err = run(capsys, "match", str(model_dir), "--config", str(registry_file), "--explain")
+    assert code == 2
+    assert out == f"{model_dir}: no registry entry has this config's model_type\n"
+    assert "no entry of model_type 'other_arch'" in err
+
+
+def test_match_flags_accept_both_spellings(capsys):
+    for flag in ("--trust-remote-code", "--trust_remote_code"):
+        code, out, _ = run(capsys, "match", str(hf_config_path("openai/gpt-oss-20b")), flag)
+        assert code == 0 and out.splitlines()[0] == "openai/gpt-oss-20b"
+    code, _, err = run(capsys, "match", "openai/gpt-oss-20b", "--revision", "v1")
+    assert code == 2 and "at revision v1" in err

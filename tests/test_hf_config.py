@@ -132,7 +132,7 @@ def test_missing_paths(text):
 
 
 def test_directory_without_config(tmp_path):
-    with pytest.raises(ResolutionError, match="the directory has no config.json"):
+    with pytest.raises(ResolutionError, match=r"the directory has no config\.json"):
         load_config_dict(tmp_path)
 
 

@@ -26,7 +26,9 @@ def test_plain_document_and_key_locations():
     assert doc.data == {"version": 1, "models": {"org/a": {"device_configs": {4: {"env_vars": {"A": 1}}}}}}
     # Positions are of the key, 1-based: "      4:" is line 5, column 7.
     assert doc.location(("models", "org/a", "device_configs", 4)) == Location("t.yaml", 5, 7)
-    assert doc.location(("models", "org/a", "device_configs", 4, "env_vars", "A")) == Location("t.yaml", 6, 20)
+    assert doc.location(("models", "org/a", "device_configs", 4, "env_vars", "A")) == Location(
+        "t.yaml", 6, 20
+    )
     # A path that leaves the document stops at its nearest written ancestor.
     assert doc.location(("models", "org/a", "nope", "deeper")) == Location("t.yaml", 3, 3)
 
@@ -150,7 +152,10 @@ SCHEMA = {
         "name": {"type": "string", "minLength": 1},
         "size": {"type": "integer", "minimum": 1},
         "mode": {"enum": ["block", "layer"]},
-        "blocks": {"oneOf": [{"type": "integer"}, {"type": "object"}], "x-expected": "an integer or a version map"},
+        "blocks": {
+            "oneOf": [{"type": "integer"}, {"type": "object"}],
+            "x-expected": "an integer or a version map",
+        },
         "sizes": {"type": "object", "propertyNames": {"pattern": "^[0-9]+$"}, "additionalProperties": True},
     },
 }

@@ -47,7 +47,9 @@ def test_nested_patterns_match_dicts_by_key_and_sub_configs_by_attribute():
     assert ModelMatcher.matches(vl_config, nested)
     assert not ModelMatcher.matches(vl_config, pattern("qwen3_vl", text_config={"num_hidden_layers": 28}))
     fp8 = hf_config_dict("ibm-granite/granite-3.3-8b-instruct-FP8")
-    assert ModelMatcher.matches(fp8, pattern("granite", quantization_config={"quant_method": "compressed-tensors"}))
+    assert ModelMatcher.matches(
+        fp8, pattern("granite", quantization_config={"quant_method": "compressed-tensors"})
+    )
     base = hf_config_dict("ibm-granite/granite-3.3-8b-instruct")
     assert not ModelMatcher.matches(base, pattern("granite", quantization_config={"quant_method": "fp8"}))
 
@@ -88,7 +90,12 @@ def test_most_specific_pattern_wins():
         }
     )
     assert index.find({"model_type": "granite", "num_hidden_layers": 40}) == "base"
-    assert index.find({"model_type": "granite", "num_hidden_layers": 40, "quantization_config": {"quant_method": "fp8"}}) == "fp8"
+    assert (
+        index.find(
+            {"model_type": "granite", "num_hidden_layers": 40, "quantization_config": {"quant_method": "fp8"}}
+        )
+        == "fp8"
+    )
     assert index.find({"model_type": "llama"}) is None
 
 
@@ -118,10 +125,14 @@ def test_explain_lists_every_leaf_attribute():
 def test_index_at_10000_patterns_finds_the_one_entry():
     """Large same-type buckets use a secondary lookup; it must not change the answer."""
     patterns = {
-        f"org/m{i}": pattern(f"type{i % 20}", num_hidden_layers=i, hidden_size=4096 + i % 7) for i in range(10_000)
+        f"org/m{i}": pattern(f"type{i % 20}", num_hidden_layers=i, hidden_size=4096 + i % 7)
+        for i in range(10_000)
     }
     patterns["org/wild"] = pattern("type7", hidden_size=1)  # lacks the indexed attribute: always a candidate
     index = PatternIndex(patterns)
-    assert index.find({"model_type": "type7", "num_hidden_layers": 9987, "hidden_size": 4096 + 9987 % 7}) == "org/m9987"
+    assert (
+        index.find({"model_type": "type7", "num_hidden_layers": 9987, "hidden_size": 4096 + 9987 % 7})
+        == "org/m9987"
+    )
     assert index.find({"model_type": "type7", "num_hidden_layers": 5, "hidden_size": 1}) == "org/wild"
     assert index.find({"model_type": "type7", "num_hidden_layers": 9987, "hidden_size": 0}) is None

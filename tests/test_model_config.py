@@ -16,7 +16,9 @@ from registry.model_config import (
 
 def test_field_count_counts_nested_keys():
     plain = ArchitecturePattern("granite", {"num_hidden_layers": 40})
-    nested = ArchitecturePattern("granite", {"num_hidden_layers": 40, "quantization_config": {"quant_method": "fp8"}})
+    nested = ArchitecturePattern(
+        "granite", {"num_hidden_layers": 40, "quantization_config": {"quant_method": "fp8"}}
+    )
     assert plain.field_count == 2  # model_type + num_hidden_layers
     assert nested.field_count == 4  # ... + quantization_config + quant_method
 
@@ -69,5 +71,9 @@ def test_from_entry_builds_every_part():
 def test_to_dict_is_plain_data():
     data = ModelConfig.from_entry("org/m", ENTRY).to_dict()
     assert json.loads(json.dumps(data))["device_configs"]["4"]["num_gpu_blocks_override"] == 8192
-    assert data["device_configs"][4]["transfer"] == {"isl": 8, "access_pattern": "layer", "nixlbench": {"backend": "UCX"}}
+    assert data["device_configs"][4]["transfer"] == {
+        "isl": 8,
+        "access_pattern": "layer",
+        "nixlbench": {"backend": "UCX"},
+    }
     assert data["supported_configs"][1] == {"cb": False, "tp_size": 1, "warmup_shapes": [[64, 20, 4]]}

@@ -80,7 +80,12 @@ def test_granite_tp4_is_exactly_the_seed(registry):
 
 def test_llama_8b_instruct_tp4_transfer(registry):
     transfer = registry.get_model_config("meta-llama/Llama-3.1-8B-Instruct").device_configs[4].transfer
-    assert (transfer.kvcache_quant_mode, transfer.isl, transfer.osl, transfer.num_requests) == ("fp8", 8192, 2048, 10)
+    assert (transfer.kvcache_quant_mode, transfer.isl, transfer.osl, transfer.num_requests) == (
+        "fp8",
+        8192,
+        2048,
+        10,
+    )
     assert (transfer.access_pattern, transfer.page_size) == ("block", 16)
     assert transfer.nixlbench == {"backend": "UCX", "source": "memory", "destination": "memory"}
 
@@ -95,5 +100,7 @@ def test_legacy_version_key_of_the_seed_is_accepted(tmp_path):
     text = PACKAGED_CONFIG.read_text().replace("torch_sendnn<1.0.3: 2080", "torch_sendnn_lt_1_0_3: 2080")
     path = tmp_path / "legacy.yaml"
     path.write_text(text)
-    device = ModelConfigRegistry(path).get_model_config("ibm-granite/granite-3.3-8b-instruct").device_configs[4]
+    device = (
+        ModelConfigRegistry(path).get_model_config("ibm-granite/granite-3.3-8b-instruct").device_configs[4]
+    )
     assert device.num_gpu_blocks_override == {"torch_sendnn_lt_1_0_3": 2080, "default": 8192}

@@ -1,4 +1,5 @@
-"""ModelConfigRegistry: loading, defaults and inheritance, semantic checks, reload, register, configurators."""
+"""ModelConfigRegistry: loading, defaults and inheritance, semantic checks, reload, register, "
+"configurators."""
 
 from __future__ import annotations
 
@@ -118,10 +119,13 @@ def test_wrong_types_unknown_keys_and_all_errors_at_once(tmp_path):
     )
     path = tmp_path / "reg.yaml"
     assert found == [
-        f'{path}:9:9: models."org/a".device_configs.4.num_gpu_blocks_override: expected an integer or a version '
+        f'{path}:9:9: models."org/a".device_configs.4.num_gpu_blocks_override: expected an integer '
+        "or a version "
         "map, found 'abc'",
-        f"{path}:10:9: models.\"org/a\".device_configs.4.env_var: unknown key 'env_var'; did you mean 'env_vars'?",
-        f"{path}:11:3: models.\"org/b\": expected a model entry with 'architecture' (or 'extends'), found a mapping",
+        f"{path}:10:9: models.\"org/a\".device_configs.4.env_var: unknown key 'env_var'; did you "
+        "mean 'env_vars'?",
+        f"{path}:11:3: models.\"org/b\": expected a model entry with 'architecture' (or 'extends'), "
+        "found a mapping",
         f"{path}:12:5: models.\"org/b\".architecure: unknown key 'architecure'; did you mean 'architecture'?",
     ]
 
@@ -140,7 +144,10 @@ def test_runtime_config_shape_errors(tmp_path):
         """,
     )
     assert any("supported_configs.0.tp_size: expected a number >= 1, found 0" in p for p in found)
-    assert any("supported_configs.1.warmup_shapes.0: expected [prompt_len, new_tokens, batch_size]" in p for p in found)
+    assert any(
+        "supported_configs.1.warmup_shapes.0: expected [prompt_len, new_tokens, batch_size]" in p
+        for p in found
+    )
     assert any("supported_configs.2: missing required key 'max_model_len'" in p for p in found)
 
 
@@ -167,7 +174,8 @@ def test_null_pattern_values_also_nested(tmp_path):
     assert found == [
         f'{path}:5:7: models."org/a".architecture.hidden_size: expected a value to match, found null '
         "(remove the attribute to ignore it in matching)",
-        f'{path}:6:29: models."org/a".architecture.quantization_config.quant_method: expected a value to match, '
+        f'{path}:6:29: models."org/a".architecture.quantization_config.quant_method: expected a '
+        "value to match, "
         "found null (remove the attribute to ignore it in matching)",
     ]
 
@@ -188,8 +196,10 @@ def test_duplicate_runtime_configs_static_shapes_order_insensitive(tmp_path):
     )
     path = tmp_path / "reg.yaml"
     assert found == [
-        f'{path}:6:9: models."org/a".supported_configs.1: duplicate runtime config (same as supported_configs.0)',
-        f'{path}:8:9: models."org/a".supported_configs.3: duplicate runtime config (same as supported_configs.2)',
+        f'{path}:6:9: models."org/a".supported_configs.1: duplicate runtime config (same as '
+        "supported_configs.0)",
+        f'{path}:8:9: models."org/a".supported_configs.3: duplicate runtime config (same as '
+        "supported_configs.2)",
     ]
 
 
@@ -209,7 +219,8 @@ def test_device_config_without_runtime_and_model_without_runtime(tmp_path):
     )
     path = tmp_path / "reg.yaml"
     assert found == [
-        f'{path}:6:7: models."org/a".device_configs.8: device config for tp_size 8 has no runtime config of that '
+        f'{path}:6:7: models."org/a".device_configs.8: device config for tp_size 8 has no runtime '
+        "config of that "
         "tp_size (supported_configs tp_size: 1)",
         f'{path}:7:3: models."org/b".supported_configs: expected at least one runtime config, found none',
     ]
@@ -230,7 +241,7 @@ def test_inheritance_cycle_and_unknown_parent_name_the_chain(tmp_path):
     path = tmp_path / "reg.yaml"
     assert found == [
         f"{path}:3:8: families.f2.extends: inheritance cycle: org/a -> f1 -> f2 -> f1",
-        f'{path}:6:11: models."org/b".extends: unknown parent \'famliy\' (chain: org/b -> famliy)',
+        f"{path}:6:11: models.\"org/b\".extends: unknown parent 'famliy' (chain: org/b -> famliy)",
     ]
 
 
@@ -245,7 +256,8 @@ def test_missing_model_type_after_inheritance(tmp_path):
         """,
     )
     assert problem.endswith(
-        "reg.yaml:4:3: models.\"org/a\".architecture: missing required key 'model_type' (neither written nor inherited)"
+        "reg.yaml:4:3: models.\"org/a\".architecture: missing required key 'model_type' (neither "
+        "written nor inherited)"
     )
 
 
@@ -269,7 +281,9 @@ def test_bad_configurator_reference_fails_at_load(tmp_path):
         """,
     )
     path = tmp_path / "reg.yaml"
-    assert found[0].startswith(f"{path}:13:5: models.\"org/c\".configurator: expected 'module.path:ClassName'")
+    assert found[0].startswith(
+        f"{path}:13:5: models.\"org/c\".configurator: expected 'module.path:ClassName'"
+    )
     assert len(found) == 1  # schema problems are reported before any import is attempted
     found = problems(tmp_path, (tmp_path / "reg.yaml").read_text().replace("not a reference", "json:loads"))
     assert found[0] == (
@@ -277,10 +291,15 @@ def test_bad_configurator_reference_fails_at_load(tmp_path):
         "No module named 'no_such_pkg'"
     )
     assert found[1] == (
-        f"{path}:9:5: models.\"org/b\".configurator: expected configurator class 'json:JSONDecoder' to have a "
+        f"{path}:9:5: models.\"org/b\".configurator: expected configurator class 'json:JSONDecoder' "
+        "to have a "
         "configure method, found none"
     )
-    assert found[2] == f"{path}:13:5: models.\"org/c\".configurator: expected a class named 'loads' in module 'json', found none"
+    assert (
+        found[2]
+        == f"{path}:13:5: models.\"org/c\".configurator: expected a class named 'loads' in module 'json', "
+        "found none"
+    )
 
 
 def test_custom_configurator_is_instantiated_with_the_model(tmp_path, monkeypatch):
@@ -292,7 +311,9 @@ def test_custom_configurator_is_instantiated_with_the_model(tmp_path, monkeypatc
         "        return target\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = BASE.replace("    env_vars: {OWN: x}\n", "    env_vars: {OWN: x}\n    configurator: my_configs:MyConfigurator\n")
+    text = BASE.replace(
+        "    env_vars: {OWN: x}\n", "    env_vars: {OWN: x}\n    configurator: my_configs:MyConfigurator\n"
+    )
     reg = ModelConfigRegistry(write(tmp_path, text))
     configurator = reg.get_configurator("org/child")
     assert type(configurator).__name__ == "MyConfigurator"
@@ -385,7 +406,41 @@ def test_config_path_precedence(fresh_singleton, monkeypatch, tmp_path):
 def test_transformers_not_imported_by_loading(tmp_path):
     import subprocess
 
-    code = "import sys; from registry.model_registry import get_model_registry; get_model_registry().list_models();"
+    code = "import sys; from registry.model_registry import get_model_registry;"
+    code += "get_model_registry().list_models();"
     code += "print(sorted(m for m in ('transformers', 'jsonschema', 'huggingface_hub') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_engine_model_config_object_and_model_id_tie_break(tmp_path):
+    """Two equally specific entries: the engine's model ID decides; without it the tie is an error."""
+    text = (
+        "models:\n"
+        "  org/one: {architecture: {model_type: gpt2, n_layer: 12}, "
+        "supported_configs: [{cb: true, tp_size: 1, max_model_len: 8, max_num_seqs: 1}]}\n"
+        "  org/two: {architecture: {model_type: gpt2, n_embd: 768}, "
+        "supported_configs: [{cb: true, tp_size: 1, max_model_len: 8, max_num_seqs: 1}]}\n"
+    )
+    reg = ModelConfigRegistry(write(tmp_path, text))
+    from registry.hf_config import load_hf_config
+
+    hf_config = load_hf_config(hf_config_dict("openai-community/gpt2"))
+
+    class EngineModelConfig:
+        """Stands in for vLLM's ModelConfig (not installed here): ``.hf_config`` and ``.model``."""
+
+        def __init__(self, model):
+            self.hf_config = hf_config
+            self.model = model
+
+    assert reg.find_matching_model(EngineModelConfig("org/two")) == "org/two"
+    assert reg.find_matching_model(hf_config, model_id="org/one") == "org/one"
+    with pytest.raises(MatchError, match="'org/one', 'org/two'"):
+        reg.find_matching_model(EngineModelConfig("somebody/else"))
+
+
+def test_missing_env_config_file_is_an_error(fresh_singleton, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELREG_CONFIG_FILE", str(tmp_path / "gone.yaml"))
+    with pytest.raises(ConfigError, match=r"gone\.yaml: no such file"):
+        get_model_registry()

@@ -14,10 +14,11 @@ import shlex
 import sys
 from typing import Any
 
-from configurators.hooks import BACKENDS, configurator_for, run_configurator, server_flags
+from configurators.hooks import configurator_for, run_configurator, server_flags
 from configurators.summary import APPLIED, REPLACED, ConfigurationSummary
 from configurators.targets import EngineSettings
 from registry.errors import ModelRegError, UsageError
+from registry.model_config import BACKENDS
 from registry.output import to_json, write_atomic
 
 FORMATS = ("text", "json", "env")
@@ -153,11 +154,14 @@ def render(summary: ConfigurationSummary, fmt: str, args: argparse.Namespace) ->
         return env_lines(summary, args)
     lines = [summary.format_log_message()]
     geometry = summary.extra.get("kv_geometry")
-    if geometry:
+    if geometry and not geometry["kv_bytes_per_token_per_gpu"]:
+        lines.append(f"  KV cache: none ({geometry['attention']})")
+    elif geometry:
         lines.append(
             f"  KV cache: {geometry['kv_bytes_per_token_per_gpu']} bytes/token/GPU "
             f"({geometry['kv_layers']} layers, {geometry['kv_heads_per_gpu']} KV heads/GPU, "
-            f"head_dim {geometry['head_dim']}, {geometry['dtype_bytes']} bytes/value, {geometry['attention']})"
+            f"head_dim {geometry['head_dim']}, {geometry['dtype_bytes']} bytes/value, "
+            f"{geometry['attention']})"
         )
     plan = summary.extra.get("transfer_plan")
     if plan:
@@ -190,4 +194,5 @@ def env_lines(summary: ConfigurationSummary, args: argparse.Namespace) -> str:
     if summary.runtime is not None and summary.runtime.supported is False:
         lines.append("# " + summary.runtime.line())
     lines.extend(f"# warning: {w}" for w in summary.warnings)
-    return "\n".join(line.replace("\n", " ") for line in lines) + "\n"
+    # A newline inside a quoted value is fine for the shell; inside a comment it would end the comment.
+    return "\n".join(line if line.startswith("export ") else line.replace("\n", " ") for line in lines) + "\n"

@@ -104,7 +104,11 @@ def _etcd(
     """The etcd this run meets in, checked up front; None when no run needs one."""
     if args.start_etcd:
         return stack.enter_context(LocalEtcd())
-    needs = any(not _is_storage(item) for item in planned) and (runner == "nixlbench" or args.role)
+    if runner == "nixlbench":
+        # Storage backends run as one instance without etcd unless an endpoint is given explicitly.
+        needs = any(not _is_storage(i) or i.nixlbench.etcd_endpoints != DEFAULT_ENDPOINT for i in planned)
+    else:
+        needs = bool(args.role) and any(not _is_storage(item) for item in planned)
     if not needs:
         return None
     return check_reachable(parse_endpoints(args.etcd_endpoints or DEFAULT_ENDPOINT))
@@ -136,7 +140,7 @@ def _profile(
 def _profile_nixlbench(
     item: PlannedRun, args: argparse.Namespace, endpoint: EtcdEndpoint | None, sides: int
 ) -> ResultRecord:
-    from configurators.nixlbench_run import check_output, run_instances
+    from configurators.nixlbench_run import check_output, run_instances, timed_iterations
 
     bench: Any = item.nixlbench
     if args.start_etcd and endpoint is not None:
@@ -146,7 +150,8 @@ def _profile_nixlbench(
     instances = 1 if (args.role or _is_storage(item)) else 2
     output = run_instances(argv, instances=instances, env=dict(os.environ))
     row = check_output(output, argv)
-    iterations = int(bench.num_iter)
+    counts = (int(bench.num_iter), int(bench.num_threads), int(bench.large_blk_iter_ftr))
+    iterations = timed_iterations(*counts, row.block_size, output.text)
     if bench.check_consistency:
         consistency = "failed" if output.consistency_failed else "passed"
     else:

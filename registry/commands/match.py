@@ -20,9 +20,15 @@ from registry.output import table, to_json
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("source", metavar="SOURCE", help="HF model ID, model directory or config.json path")
-    parser.add_argument("--explain", action="store_true", help="show why each same-model_type entry matched or not")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="let transformers run the model's own code")
+    parser.add_argument(
+        "--explain", action="store_true", help="show why each same-model_type entry matched or not"
+    )
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="let transformers run the model's own code"
+    )
     parser.add_argument("--revision", metavar="R", help="HF revision (branch, tag or commit) of the model ID")
     add_config_argument(parser)
 
@@ -51,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
             data["candidates"] = [r.to_dict() for r in reports]
         emit(to_json(data))
     else:
-        emit(_text(args.source, result, model, reports))
+        text = _text(args.source, result, model, reports)
+        if text:
+            emit(text)
     if result.name is None:
         raise _no_match(args.source, model_type, registry.config_path, explained=args.explain)
     return 0

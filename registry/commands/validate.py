@@ -15,7 +15,9 @@ from registry.model_registry import default_config_path, load_registry_file
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("files", nargs="*", metavar="FILE", help="registry files (default: the --config file)")
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="registry files (default: the --config file)"
+    )
     add_config_argument(parser)
 
 

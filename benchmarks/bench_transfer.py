@@ -4,11 +4,17 @@ For io sizes 64 KiB, 512 KiB and 4 MiB over the same 64 MiB buffers it prints
 GB/s (1e9 bytes/s) and two ratios: runner / bare loop (target ≥ 0.95: the
 harness costs almost nothing) and runner / memcpy at 4 MiB (target ≥ 0.40).
 UCX_TLS is the profile command's default unless exported. Runs on CPU only.
+
+The reference host is a shared 2-core VM whose bandwidth swings by 2× from one
+second to the next, so the three are measured in many short interleaved rounds
+(order alternating); GB/s is the best round, and runner / bare is the median of
+the per-round ratios, which cancels drift between rounds.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,9 +28,9 @@ os.environ.setdefault("NIXL_LOG_LEVEL", "WARN")
 
 BUFFER = 64 << 20
 IO_SIZES = (64 << 10, 512 << 10, 4 << 20)
-ITERATIONS = 100
+ITERATIONS = 30
 WARMUP = 5
-ROUNDS = 4  # best of four: this host is shared, single runs swing by 2x
+ROUNDS = 8
 
 
 def memcpy_gbps(length: int) -> float:
@@ -96,18 +102,22 @@ def main() -> int:
     print("  ".join(f"{name:>{width}}" for name, width in zip(header, (9, 8, 8, 8, 11, 13))))
     ok = True
     for io_size in IO_SIZES:
-        # Interleave the three so that a noisy neighbour hits them alike.
         copies, runs, bares = [], [], []
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
             copies.append(memcpy_gbps(BUFFER))
-            runs.append(runner_gbps(io_size))
-            bares.append(bare_gbps(io_size))
+            if round_ % 2:
+                bares.append(bare_gbps(io_size))
+                runs.append(runner_gbps(io_size))
+            else:
+                runs.append(runner_gbps(io_size))
+                bares.append(bare_gbps(io_size))
         copy, ours, bare = max(copies), max(runs), max(bares)
+        paired = statistics.median(r / b for r, b in zip(runs, bares))
         print(
             f"{io_size >> 10:>6} KiB  {copy:>8.2f}  {ours:>8.2f}  {bare:>8.2f}  "
-            f"{ours / bare:>11.2f}  {ours / copy:>13.2f}"
+            f"{paired:>11.2f}  {ours / copy:>13.2f}"
         )
-        ok &= ours / bare >= 0.95
+        ok &= paired >= 0.95
         if io_size == IO_SIZES[-1]:
             ok &= ours / copy >= 0.40
     print("targets (runner ≥ 0.95 × bare; runner ≥ 0.40 × memcpy at 4 MiB):", "met" if ok else "NOT met")

@@ -51,6 +51,10 @@ def load_config_dict(source: Any, *, revision: str | None = None) -> ConfigSourc
         return ConfigSource(inner.data, inner.origin, model_id if isinstance(model_id, str) else None)
     if callable(getattr(source, "to_dict", None)) and hasattr(source, "model_type"):  # PretrainedConfig
         data = source.to_dict()
+        # to_dict() stamps the installed transformers version; keep the one the config was written with.
+        written = getattr(source, "transformers_version", None)
+        if written is not None:
+            data["transformers_version"] = written
         return ConfigSource(data, f"transformers {type(source).__name__}", _name_or_path(data))
     if isinstance(source, (str, os.PathLike)):
         return _from_path_or_id(os.fspath(source), revision)

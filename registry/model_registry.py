@@ -329,7 +329,7 @@ class ModelConfigRegistry:
         """Add (or replace) one entry at runtime, validated exactly like the file's entries."""
         if not isinstance(name, str) or not name:
             raise ConfigError([f"register_model: expected a non-empty model name, found {name!r}"])
-        entry = json.loads(json.dumps(entry, default=str)) if not isinstance(entry, dict) else dict(entry)
+        entry = _plain_mapping(entry)
         with self._lock:
             state = self._state
             origin = f"register_model({name!r})"
@@ -424,6 +424,15 @@ class ModelConfigRegistry:
         """Where ``key_path`` is written in the registry file (for other modules' error messages)."""
         document = self._state.document
         return document.location(key_path) if document else Location(self._state.path)
+
+
+def _plain_mapping(value: Any) -> Any:
+    """Plain dicts and lists all the way down, as the loader would produce them."""
+    if isinstance(value, Mapping):
+        return {k: _plain_mapping(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_mapping(v) for v in value]
+    return value
 
 
 def _is_config_object(source: Any) -> bool:

@@ -300,7 +300,8 @@ def test_model_type_unknown_to_transformers_still_matches_from_the_raw_dict(caps
     )
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / "config.json").write_text(json.dumps({"model_type": "brand_new_arch", "num_hidden_layers": 7}))
+    config = {"model_type": "brand_new_arch", "num_hidden_layers": 7}
+    (model_dir / "config.json").write_text(json.dumps(config))
     code, out, _ = run(capsys, "match", str(model_dir), "--config", str(registry_file))
     assert code == 0 and out.splitlines()[0] == "lab/brand-new"
     (model_dir / "config.json").write_text(json.dumps({"model_type": "other_arch"}))

@@ -58,6 +58,7 @@ def test_mapping_pretrained_config_and_hf_config_objects():
     from_config = load_config_dict(config)
     assert from_config.data["num_hidden_layers"] == 42
     assert from_config.origin == "transformers Gemma2Config"
+    assert from_config.data["transformers_version"] == "4.42.0.dev0"  # as written, not the installed version
 
     class EngineModelConfig:
         """Stands in for vLLM's ModelConfig (vLLM is not installed here): ``.hf_config`` and ``.model``."""

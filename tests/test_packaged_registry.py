@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import subprocess
+import sys
+import zipfile
+
 import pytest
-from conftest import all_fixture_ids, hf_config_dict, hf_config_path
+from conftest import ROOT, all_fixture_ids, hf_config_dict, hf_config_path
 
 from registry.hf_config import load_hf_config
 from registry.model_registry import PACKAGED_CONFIG, ModelConfigRegistry
@@ -104,3 +110,43 @@ def test_legacy_version_key_of_the_seed_is_accepted(tmp_path):
         ModelConfigRegistry(path).get_model_config("ibm-granite/granite-3.3-8b-instruct").device_configs[4]
     )
     assert device.num_gpu_blocks_override == {"torch_sendnn_lt_1_0_3": 2080, "default": 8192}
+
+
+def test_the_wheel_ships_the_registry_schema_and_snapshots_and_works_offline(tmp_path):
+    """Build the real wheel, install it into an empty directory, match a model ID there with no HF cache."""
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed in this environment")
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "model_configs.yaml"):
+        shutil.copy2(ROOT / name, source / name)
+    for package in ("registry", "configurators"):
+        shutil.copytree(
+            ROOT / package, source / package, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run(
+        [*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path)], check=True
+    )
+    (wheel,) = tmp_path.glob("modelreg-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"registry/model_configs.yaml", "registry/model_configs.schema.json"} <= names
+    assert {f"registry/hf_configs/{model_id}/config.json" for model_id in FIXTURES} <= names
+
+    target = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    code = (
+        "import registry.model_registry as m;"
+        "assert m.PACKAGED_CONFIG.is_file() and not m.PACKAGED_CONFIG.is_symlink();"
+        "print(m.get_model_registry().find_matching_model('deepseek-ai/DeepSeek-R1'))"
+    )
+    env = {
+        "PYTHONPATH": str(target),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "PATH": "/usr/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "deepseek-ai/DeepSeek-R1"

@@ -14,10 +14,10 @@ Nothing here imports transformers: planning from a config.json stays fast.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.config_attrs import get_attr, text_config
 from registry.errors import UsageError
 
 # KV-cache dtype name -> bytes per element. "auto" follows the model's dtype.
@@ -64,21 +64,6 @@ ENCODER_MODEL_TYPES = frozenset(
 )
 
 
-def _get(config: Any, *names: str) -> Any:
-    """The first of ``names`` that is set (not missing, not ``null``) in the config."""
-    for name in names:
-        value = config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def text_config(config: Any) -> Any:
-    """Multimodal configs keep the language model under ``text_config``."""
-    inner = _get(config, "text_config")
-    return inner if inner is not None else config
-
-
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
         raise UsageError(f"the model config's {name} must be a positive integer, found {value!r}")
@@ -114,29 +99,29 @@ def split_layers(num_layers: int, pp_size: int, rule: str = "vllm") -> tuple[int
 
 def _layer_kinds(cfg: Any, num_layers: int, model_type: str) -> tuple[str, ...]:
     """Per-layer attention kind, from explicit fields or transformers' implicit defaults."""
-    layer_types = _get(cfg, "layer_types", "layers_block_type")
+    layer_types = get_attr(cfg, "layer_types", "layers_block_type")
     if layer_types is not None:
         return tuple(_kind_of(str(t)) for t in layer_types)
-    pattern = _get(cfg, "hybrid_override_pattern")
+    pattern = get_attr(cfg, "hybrid_override_pattern")
     if pattern is not None:  # Nemotron-H: '*' attention, 'M' Mamba-2, '-' MLP, 'E' MoE
         return tuple(FULL if c == "*" else MAMBA if c == "M" else NO_ATTENTION for c in str(pattern))
     if model_type == "gemma2":  # every other layer slides, starting with the first
         return tuple(SLIDING if (i + 1) % 2 else FULL for i in range(num_layers))
     if model_type in ("gemma3", "gemma3_text", "cohere2"):
-        period = int(_get(cfg, "sliding_window_pattern", "_sliding_window_pattern") or 6)
+        period = int(get_attr(cfg, "sliding_window_pattern", "_sliding_window_pattern") or 6)
         return tuple(SLIDING if (i + 1) % period else FULL for i in range(num_layers))
-    if model_type in ("llama4", "llama4_text") and _get(cfg, "attention_chunk_size") is not None:
-        no_rope = _get(cfg, "no_rope_layers")
+    if model_type in ("llama4", "llama4_text") and get_attr(cfg, "attention_chunk_size") is not None:
+        no_rope = get_attr(cfg, "no_rope_layers")
         if no_rope is None:
-            interval = int(_get(cfg, "no_rope_layer_interval") or 4)
+            interval = int(get_attr(cfg, "no_rope_layer_interval") or 4)
             no_rope = [int((i + 1) % interval != 0) for i in range(num_layers)]
         return tuple(CHUNKED if flag else FULL for flag in no_rope)
-    if _get(cfg, "sliding_window") is not None:
-        use = _get(cfg, "use_sliding_window")
+    if get_attr(cfg, "sliding_window") is not None:
+        use = get_attr(cfg, "use_sliding_window")
         if use is False:
             return (FULL,) * num_layers
         if use is True:  # Qwen2 style: layers from max_window_layers on slide
-            first = int(_get(cfg, "max_window_layers") or 0)
+            first = int(get_attr(cfg, "max_window_layers") or 0)
             return tuple(SLIDING if i >= first else FULL for i in range(num_layers))
         return (SLIDING,) * num_layers  # Mistral style: every layer slides
     return (FULL,) * num_layers
@@ -289,16 +274,16 @@ def kv_geometry(
     if isinstance(tp_size, bool) or not isinstance(tp_size, int) or tp_size < 1:
         raise UsageError(f"--tp must be a positive integer, found {tp_size!r}")
     cfg = text_config(config)
-    model_type = str(_get(cfg, "model_type") or _get(config, "model_type") or "unknown")
+    model_type = str(get_attr(cfg, "model_type") or get_attr(config, "model_type") or "unknown")
     num_layers = _positive_int(
-        _get(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers"), "num_hidden_layers"
+        get_attr(cfg, "num_hidden_layers", "n_layer", "num_layers", "n_layers"), "num_hidden_layers"
     )
     heads = _positive_int(
-        _get(cfg, "num_attention_heads", "n_head", "num_heads", "n_heads"), "num_attention_heads"
+        get_attr(cfg, "num_attention_heads", "n_head", "num_heads", "n_heads"), "num_attention_heads"
     )
-    model_dtype = _get(cfg, "torch_dtype", "dtype")
+    model_dtype = get_attr(cfg, "torch_dtype", "dtype")
     if model_dtype is None:
-        model_dtype = _get(config, "torch_dtype", "dtype")
+        model_dtype = get_attr(config, "torch_dtype", "dtype")
     model_dtype = str(model_dtype).replace("torch.", "") if model_dtype is not None else None
     dtype_bytes = kv_dtype_bytes(kv_dtype, model_dtype)
     notes: list[str] = []
@@ -313,22 +298,24 @@ def kv_geometry(
         if len(kinds) != num_layers:
             notes.append(f"layer pattern lists {len(kinds)} layers; num_hidden_layers says {num_layers}")
             num_layers = len(kinds)
-        latent_rank = _get(cfg, "kv_lora_rank")
+        latent_rank = get_attr(cfg, "kv_lora_rank")
         if latent_rank is not None:
             # MLA: one compressed latent plus the shared RoPE key per token and layer,
             # held whole by every TP rank. The config's head_dim describes queries.
-            latent = int(latent_rank) + int(_get(cfg, "qk_rope_head_dim") or 0)
+            latent = int(latent_rank) + int(get_attr(cfg, "qk_rope_head_dim") or 0)
             kv_heads, head_dim, kv_kind = 1, latent, "mla"
             per_layer = per_layer_gpu = latent * dtype_bytes
         else:
             latent = None
-            kv_heads = _get(cfg, "num_key_value_heads", "num_kv_heads", "multi_query_group_num", "n_head_kv")
+            kv_heads = get_attr(
+                cfg, "num_key_value_heads", "num_kv_heads", "multi_query_group_num", "n_head_kv"
+            )
             if kv_heads is None:
-                kv_heads = 1 if _get(cfg, "multi_query") else heads
+                kv_heads = 1 if get_attr(cfg, "multi_query") else heads
             kv_heads = _positive_int(kv_heads, "num_key_value_heads")
-            head_dim = _get(cfg, "head_dim", "attention_head_dim", "kv_channels")
+            head_dim = get_attr(cfg, "head_dim", "attention_head_dim", "kv_channels")
             if head_dim is None:
-                hidden = _positive_int(_get(cfg, "hidden_size", "n_embd", "d_model"), "hidden_size")
+                hidden = _positive_int(get_attr(cfg, "hidden_size", "n_embd", "d_model"), "hidden_size")
                 head_dim = hidden // heads
             head_dim = _positive_int(head_dim, "head_dim")
             kv_kind = "mha" if kv_heads == heads else "mqa" if kv_heads == 1 else "gqa"
@@ -337,7 +324,7 @@ def kv_geometry(
         present = set(kinds)
         stateful = bool(present & {MAMBA, LINEAR})
         attention = "hybrid" if stateful and present & set(KV_KINDS) else kv_kind
-        if _get(cfg, "num_nextn_predict_layers"):
+        if get_attr(cfg, "num_nextn_predict_layers"):
             notes.append("MTP layers (num_nextn_predict_layers) excluded: KV only under MTP decoding")
 
     kv_heads_per_gpu = 1 if latent is not None else max(1, kv_heads // tp_size)
@@ -348,9 +335,9 @@ def kv_geometry(
     window = None
     present = set(kinds)
     if SLIDING in present:
-        window = _window(_get(cfg, "sliding_window"))
+        window = _window(get_attr(cfg, "sliding_window"))
     if CHUNKED in present:
-        window = _window(_get(cfg, "attention_chunk_size"))
+        window = _window(get_attr(cfg, "attention_chunk_size"))
     if window is None:  # no finite window: windowed layers behave as full attention
         kinds = tuple(FULL if k in (SLIDING, CHUNKED) else k for k in kinds)
 
@@ -414,11 +401,11 @@ def _state_bytes(
     """
     per_layer = None
     if MAMBA in kinds:
-        heads = _get(cfg, "mamba_n_heads", "mamba_num_heads")
-        head_dim = _get(cfg, "mamba_d_head", "mamba_head_dim")
-        state = _get(cfg, "mamba_d_state", "ssm_state_size")
-        groups = _get(cfg, "mamba_n_groups", "n_groups")
-        conv = _get(cfg, "mamba_d_conv", "conv_kernel")
+        heads = get_attr(cfg, "mamba_n_heads", "mamba_num_heads")
+        head_dim = get_attr(cfg, "mamba_d_head", "mamba_head_dim")
+        state = get_attr(cfg, "mamba_d_state", "ssm_state_size")
+        groups = get_attr(cfg, "mamba_n_groups", "n_groups")
+        conv = get_attr(cfg, "mamba_d_conv", "conv_kernel")
         if None in (heads, head_dim, state, groups, conv):
             return None
         inner = heads * head_dim // tp
@@ -426,11 +413,11 @@ def _state_bytes(
         per_layer = (conv - 1) * conv_channels + (heads // tp) * head_dim * state
         kind = MAMBA
     elif LINEAR in kinds:
-        k_heads = _get(cfg, "linear_num_key_heads")
-        v_heads = _get(cfg, "linear_num_value_heads")
-        k_dim = _get(cfg, "linear_key_head_dim")
-        v_dim = _get(cfg, "linear_value_head_dim")
-        conv = _get(cfg, "linear_conv_kernel_dim")
+        k_heads = get_attr(cfg, "linear_num_key_heads")
+        v_heads = get_attr(cfg, "linear_num_value_heads")
+        k_dim = get_attr(cfg, "linear_key_head_dim")
+        v_dim = get_attr(cfg, "linear_value_head_dim")
+        conv = get_attr(cfg, "linear_conv_kernel_dim")
         if None in (k_heads, v_heads, k_dim, v_dim, conv):
             return None
         conv_channels = (2 * k_heads * k_dim + v_heads * v_dim) // tp

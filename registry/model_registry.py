@@ -29,7 +29,6 @@ PACKAGED_CONFIG = Path(__file__).resolve().parent / "model_configs.yaml"
 SCHEMA_PATH = Path(__file__).resolve().parent / "model_configs.schema.json"
 CONFIG_ENV = "MODELREG_CONFIG_FILE"
 DEFAULT_CONFIGURATOR = "configurators.default:DefaultConfigurator"
-_TOP_SECTIONS = ("defaults", "families", "models")
 
 _schema_cache: dict[str, Any] = {}
 

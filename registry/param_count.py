@@ -9,10 +9,10 @@ transformers: counting must not cost a second of startup.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from registry.config_attrs import get_attr, text_config
 from registry.errors import ResolutionError
 
 # Models whose FFN is two matrices (up, down) rather than the gated three (gate, up, down).
@@ -118,19 +118,6 @@ class ParamCount:
         }
 
 
-def _get(config: Any, *names: str, default: Any = None) -> Any:
-    for name in names:
-        value = config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
-        if value is not None:
-            return value
-    return default
-
-
-def _text_config(config: Any) -> Any:
-    inner = _get(config, "text_config")
-    return inner if inner is not None else config
-
-
 def count_parameters(config: Any) -> ParamCount:
     """Count parameters from a HF config dict (or attribute object).
 
@@ -139,17 +126,17 @@ def count_parameters(config: Any) -> ParamCount:
     layers), MLA attention and tied embeddings. Hybrid Mamba/linear-attention models
     are refused with a clear error rather than miscounted.
     """
-    cfg = _text_config(config)
-    model_type = str(_get(cfg, "model_type", default=_get(config, "model_type", default="unknown")))
-    if any(_get(cfg, hint) is not None for hint in _HYBRID_HINTS):
+    cfg = text_config(config)
+    model_type = str(get_attr(cfg, "model_type", default=get_attr(config, "model_type", default="unknown")))
+    if any(get_attr(cfg, hint) is not None for hint in _HYBRID_HINTS):
         raise ResolutionError(
             f"parameter count for hybrid model_type '{model_type}' (Mamba / linear-attention layers) "
             "is not supported; sweep a transformer-only model"
         )
-    hidden = _get(cfg, "hidden_size", "n_embd", "d_model")
-    layers = _get(cfg, "num_hidden_layers", "n_layer", "num_layers")
-    heads = _get(cfg, "num_attention_heads", "n_head")
-    vocab = _get(cfg, "vocab_size")
+    hidden = get_attr(cfg, "hidden_size", "n_embd", "d_model")
+    layers = get_attr(cfg, "num_hidden_layers", "n_layer", "num_layers")
+    heads = get_attr(cfg, "num_attention_heads", "n_head")
+    vocab = get_attr(cfg, "vocab_size")
     missing = [
         name
         for name, value in (
@@ -167,11 +154,11 @@ def count_parameters(config: Any) -> ParamCount:
     hidden, layers, heads, vocab = int(hidden), int(layers), int(heads), int(vocab)
 
     attention = _attention_params(cfg, model_type, hidden, heads)
-    num_experts = int(_get(cfg, "n_routed_experts", "num_local_experts", "num_experts", default=0) or 0)
-    top_k = int(_get(cfg, "num_experts_per_tok", "experts_per_token", "moe_topk", default=0) or 0)
+    num_experts = int(get_attr(cfg, "n_routed_experts", "num_local_experts", "num_experts", default=0) or 0)
+    top_k = int(get_attr(cfg, "num_experts_per_tok", "experts_per_token", "moe_topk", default=0) or 0)
     norms = 2 * hidden
     dense_mlp = _ffn(
-        cfg, model_type, hidden, _get(cfg, "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)
+        cfg, model_type, hidden, get_attr(cfg, "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)
     )
 
     per_layer = []
@@ -182,13 +169,13 @@ def count_parameters(config: Any) -> ParamCount:
             per_layer.append(LayerParams(attention, dense_mlp, 0, norms))
 
     embedding = vocab * hidden
-    tied = _get(cfg, "tie_word_embeddings", default=_get(config, "tie_word_embeddings"))
+    tied = get_attr(cfg, "tie_word_embeddings", default=get_attr(config, "tie_word_embeddings"))
     if tied is None:
         tied = model_type in _TIED_BY_DEFAULT
     lm_head = 0 if tied else vocab * hidden
 
     mtp = []
-    for _ in range(int(_get(cfg, "num_nextn_predict_layers", default=0) or 0)):
+    for _ in range(int(get_attr(cfg, "num_nextn_predict_layers", default=0) or 0)):
         # A DeepSeek MTP module: one more decoder layer (MoE like the last main layer), the
         # 2h→h projection joining the previous hidden state and the token embedding, and its
         # norms; it shares the main model's embedding and output head.
@@ -210,23 +197,25 @@ def count_parameters(config: Any) -> ParamCount:
 
 
 def _attention_params(cfg: Any, model_type: str, hidden: int, heads: int) -> int:
-    kv_lora = _get(cfg, "kv_lora_rank")
+    kv_lora = get_attr(cfg, "kv_lora_rank")
     if kv_lora:
         # MLA: low-rank query (optional) and a compressed KV latent expanded per head.
-        nope = int(_get(cfg, "qk_nope_head_dim"))
-        rope = int(_get(cfg, "qk_rope_head_dim"))
-        v_dim = int(_get(cfg, "v_head_dim", default=nope))
-        q_lora = _get(cfg, "q_lora_rank")
+        nope = int(get_attr(cfg, "qk_nope_head_dim"))
+        rope = int(get_attr(cfg, "qk_rope_head_dim"))
+        v_dim = int(get_attr(cfg, "v_head_dim", default=nope))
+        q_lora = get_attr(cfg, "q_lora_rank")
         q_head = heads * (nope + rope)
         query = hidden * q_lora + q_lora + q_lora * q_head if q_lora else hidden * q_head
         kv = hidden * (kv_lora + rope) + kv_lora + kv_lora * heads * (nope + v_dim)
         return query + kv + heads * v_dim * hidden
-    head_dim = _get(cfg, "head_dim") or hidden // heads
-    kv_heads = 1 if _get(cfg, "multi_query") else int(_get(cfg, "num_key_value_heads", default=heads))
+    head_dim = get_attr(cfg, "head_dim") or hidden // heads
+    kv_heads = 1 if get_attr(cfg, "multi_query") else int(get_attr(cfg, "num_key_value_heads", default=heads))
     q_dim, kv_dim = heads * head_dim, kv_heads * head_dim
     params = hidden * q_dim + 2 * hidden * kv_dim + q_dim * hidden
-    if _get(cfg, "attention_bias") or model_type in ("qwen2", "qwen2_moe", "gpt2"):
-        params += q_dim + 2 * kv_dim + (hidden if _get(cfg, "attention_bias") or model_type == "gpt2" else 0)
+    if get_attr(cfg, "attention_bias") or model_type in ("qwen2", "qwen2_moe", "gpt2"):
+        params += (
+            q_dim + 2 * kv_dim + (hidden if get_attr(cfg, "attention_bias") or model_type == "gpt2" else 0)
+        )
     if model_type in ("qwen3", "qwen3_moe"):
         params += 2 * head_dim  # q_norm and k_norm
     if model_type == "gpt_oss":
@@ -240,27 +229,27 @@ def _ffn(cfg: Any, model_type: str, hidden: int, inner: int) -> int:
 
 
 def _is_moe_layer(cfg: Any, index: int) -> bool:
-    if index < int(_get(cfg, "first_k_dense_replace", default=0) or 0):
+    if index < int(get_attr(cfg, "first_k_dense_replace", default=0) or 0):
         return False
-    if index % int(_get(cfg, "moe_layer_freq", default=1) or 1):
+    if index % int(get_attr(cfg, "moe_layer_freq", default=1) or 1):
         return False
-    if index in (_get(cfg, "mlp_only_layers", default=()) or ()):
+    if index in (get_attr(cfg, "mlp_only_layers", default=()) or ()):
         return False
-    step = int(_get(cfg, "decoder_sparse_step", default=1) or 1)
+    step = int(get_attr(cfg, "decoder_sparse_step", default=1) or 1)
     return (index + 1) % step == 0
 
 
 def _moe_parts(cfg: Any, model_type: str, hidden: int, num_experts: int) -> tuple[int, int]:
     """(router + shared experts, routed experts) of one MoE layer."""
-    inner = int(_get(cfg, "moe_intermediate_size", "intermediate_size"))
+    inner = int(get_attr(cfg, "moe_intermediate_size", "intermediate_size"))
     expert = 3 * hidden * inner
     if model_type == "gpt_oss":
         expert += 3 * inner  # gate_up and down biases (gate_up is 2·inner wide)
     router = hidden * num_experts
-    if _get(cfg, "topk_method") == "noaux_tc" or model_type == "gpt_oss":
+    if get_attr(cfg, "topk_method") == "noaux_tc" or model_type == "gpt_oss":
         router += num_experts  # score-correction / router bias
-    shared = int(_get(cfg, "n_shared_experts", default=0) or 0) * expert
-    shared_inner = _get(cfg, "shared_expert_intermediate_size")
+    shared = int(get_attr(cfg, "n_shared_experts", default=0) or 0) * expert
+    shared_inner = get_attr(cfg, "shared_expert_intermediate_size")
     if shared_inner:
         shared += 3 * hidden * int(shared_inner) + hidden  # Qwen2-MoE shared expert and its gate
     return router + shared, num_experts * expert

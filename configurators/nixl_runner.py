@@ -245,11 +245,18 @@ def _timed_loop(agent, handle, job: TransferJob, progress: Progress | None) -> l
 
 @contextlib.contextmanager
 def _registered(agent, descs, mem_type: str) -> Iterator[None]:
-    reg = agent.register_memory(descs, mem_type)
+    try:
+        reg = agent.register_memory(descs, mem_type)
+    except Exception as error:
+        raise TransferError(f"NIXL could not register {mem_type} memory with {agent.name}: {error}") from None
     try:
         yield
-    finally:
-        agent.deregister_memory(reg)
+    except BaseException:
+        # Already failing (or Ctrl-C mid-transfer): clean up what we can, report the first cause.
+        with contextlib.suppress(Exception):
+            agent.deregister_memory(reg)
+        raise
+    agent.deregister_memory(reg)
 
 
 @contextlib.contextmanager
@@ -260,8 +267,11 @@ def _xfer(agent, op: str, local, remote, remote_agent: str) -> Iterator[Any]:
         raise TransferError(f"NIXL could not create the {op} request to {remote_agent}: {error}") from None
     try:
         yield handle
-    finally:
-        handle.release()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            handle.release()  # aborts an in-flight transfer; may itself fail
+        raise
+    handle.release()
 
 
 def _run_once(agent, op: str, local, remote, remote_agent: str) -> None:
@@ -335,11 +345,8 @@ def _run_storage(job: TransferJob, progress: Progress | None) -> TransferStats:
         raise TransferError(
             f"--initiator_seg_type {job.initiator_seg_type}: storage runs move between DRAM and a file here"
         )
-    directory = job.filepath or tempfile.gettempdir()
-    if not os.path.isdir(directory):
-        raise TransferError(f"--filepath {directory}: expected an existing directory for the transfer file")
     agent = _make_agent(f"modelreg-storage-{os.getpid()}-{time.monotonic_ns()}", job.backend)
-    fd, path = tempfile.mkstemp(prefix="modelreg-kv-", suffix=".bin", dir=directory)
+    fd, path = _transfer_file(job.filepath)
     try:
         _prepare_file(fd, job)
         buffer = _filled(job.buffer_bytes) if job.op_type == "WRITE" else _zeroed(job.buffer_bytes)
@@ -361,6 +368,33 @@ def _run_storage(job: TransferJob, progress: Progress | None) -> TransferStats:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     return TransferStats.from_latencies(job, latencies, consistency)
+
+
+def transfer_file_dir(filepath: str | None) -> str:
+    """The directory the transfer file goes to (for the free-space check)."""
+    if not filepath:
+        return tempfile.gettempdir()
+    if os.path.isdir(filepath):
+        return filepath
+    return os.path.dirname(os.path.abspath(filepath))
+
+
+def _transfer_file(filepath: str | None) -> tuple[int, str]:
+    """Open the transfer file: a fresh temp file in a directory, or a new file by that name.
+
+    An existing file is never reused: it may be the user's data.
+    """
+    if not filepath or os.path.isdir(filepath):
+        return tempfile.mkstemp(prefix="modelreg-kv-", suffix=".bin", dir=transfer_file_dir(filepath))
+    if not os.path.isdir(transfer_file_dir(filepath)):
+        raise TransferError(f"--filepath {filepath}: its directory does not exist")
+    try:
+        return os.open(filepath, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), filepath
+    except FileExistsError:
+        raise TransferError(
+            f"--filepath {filepath}: the file exists; give a directory or a new file name "
+            "(the transfer file is removed afterwards, so an existing one is never used)"
+        ) from None
 
 
 def _prepare_file(fd: int, job: TransferJob) -> None:

@@ -11,21 +11,20 @@ import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
-from configurators.nixl_runner import TransferJob, TransferStats
+from configurators.nixl_runner import TransferJob, TransferStats, transfer_file_dir
 from registry.errors import ModelRegError, UsageError
 from registry.output import table, to_csv, to_json
 
 RUNNERS = ("nixlbench", "nixl")
 ROLES = ("initiator", "target")
-# Measured on the reference machine (benchmarks/bench_transfer.py, docs/profiling.md):
-# cross-memory attach moves each block with one copy; tcp is the wire-up transport
-# that sm/cma alone lack ("Destination is unreachable" without it).
+# Single-host default, measured with benchmarks/bench_transfer.py (docs/profiling.md):
+# cross-memory attach moves each block with one copy and ties for the best DRAM→DRAM
+# bandwidth here; tcp is the wire-up transport that sm/cma alone lack.
 DEFAULT_UCX_TLS = "cma,tcp"
 SHRINK_FLAGS = "--num_requests, --isl or --total_buffer_size"
 GIB = 1024**3
@@ -161,7 +160,7 @@ def footprint(job: TransferJob, *, sides: int = 2) -> Footprint:
     """
     if job.uses_storage:
         buffers = 2 if job.check_consistency and job.op_type == "WRITE" else 1
-        return Footprint(job.buffer_bytes * buffers, job.buffer_bytes, job.filepath or tempfile.gettempdir())
+        return Footprint(job.buffer_bytes * buffers, job.buffer_bytes, transfer_file_dir(job.filepath))
     return Footprint(job.buffer_bytes * sides)
 
 
@@ -215,11 +214,14 @@ def _gib(size: int) -> str:
 
 
 @contextlib.contextmanager
-def ucx_tls(requested: str | None, warn: TextIO | None = None) -> Iterator[str]:
+def ucx_tls(
+    requested: str | None, warn: TextIO | None = None, default: str | None = DEFAULT_UCX_TLS
+) -> Iterator[str | None]:
     """Set UCX_TLS for the run unless the user's environment already sets it.
 
     A value the user exported is never silently replaced: a different
-    ``--ucx-tls`` is reported and ignored.
+    ``--ucx-tls`` is reported and ignored. ``default=None`` leaves the choice to
+    UCX (cross-host runs, where it should find InfiniBand or RoCE by itself).
     """
     existing = os.environ.get("UCX_TLS")
     if existing is not None:
@@ -231,9 +233,13 @@ def ucx_tls(requested: str | None, warn: TextIO | None = None) -> Iterator[str]:
             )
         yield existing
         return
-    os.environ["UCX_TLS"] = requested or DEFAULT_UCX_TLS
+    value = requested or default
+    if value is None:
+        yield None
+        return
+    os.environ["UCX_TLS"] = value
     try:
-        yield os.environ["UCX_TLS"]
+        yield value
     finally:
         os.environ.pop("UCX_TLS", None)
 

@@ -230,3 +230,22 @@ def test_two_roles_meet_through_real_etcd_as_two_commands():
     target, initiator = (json.loads(out)[0] for out, _ in outputs)
     assert target == initiator
     assert initiator["consistency"] == "passed" and initiator["total_bytes"] == 3 * IO_SIZE * BATCH
+
+
+def test_existing_filepath_is_refused_and_kept(tmp_path, capsys):
+    needs_nixl()
+    existing = tmp_path / "kv.bin"
+    existing.write_bytes(b"user data")
+    code = main(["profile", *SMALL, "--runner", "nixl", "--backend", "POSIX", "--filepath", str(existing)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert f"--filepath {existing}: the file exists" in err
+    assert existing.read_bytes() == b"user data"
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--runner", "cuda"), ("--role", "both"), ("--timeout", "soon")])
+def test_bad_profile_flags_exit_2_naming_the_flag(capsys, flag, value):
+    with pytest.raises(SystemExit) as caught:
+        main(["profile", *SMALL, flag, value])
+    assert caught.value.code == 2
+    assert flag in capsys.readouterr().err

@@ -122,11 +122,23 @@ def test_posix_temp_file_removed_when_the_run_fails(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_filepath_directory_is_named(tmp_path):
+def test_filepath_may_name_a_new_file(tmp_path):
     needs_nixl()
-    job = TransferJob(IO, 2, num_iter=1, backend="POSIX", filepath=str(tmp_path / "nope"))
-    with pytest.raises(TransferError, match=r"--filepath .*nope"):
-        run_local(job)
+    target = tmp_path / "kv"
+    job = TransferJob(IO, 2, num_iter=1, backend="POSIX", filepath=str(target), check_consistency=True)
+    assert run_local(job).consistency == "passed"
+    assert not target.exists()
+
+
+def test_filepath_never_reuses_an_existing_file_or_a_missing_directory(tmp_path):
+    needs_nixl()
+    existing = tmp_path / "data.bin"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(TransferError, match=r"--filepath .*data\.bin: the file exists"):
+        run_local(TransferJob(IO, 2, num_iter=1, backend="POSIX", filepath=str(existing)))
+    assert existing.read_bytes() == b"keep me"
+    with pytest.raises(TransferError, match=r"--filepath .*nope/kv: its directory does not exist"):
+        run_local(TransferJob(IO, 2, num_iter=1, backend="POSIX", filepath=str(tmp_path / "nope" / "kv")))
 
 
 def test_vram_is_refused_with_the_flag_named():

@@ -79,12 +79,14 @@ def test_total_buffer_size_caps_the_batch_like_nixlbench():
     assert job_from_nixlbench(tiny).batch_size == 1  # never below one block
 
 
-def test_footprints():
+def test_footprints(tmp_path):
     job = TransferJob(1 << 20, 8, 1)
     assert footprint(job) == Footprint(2 * 8 << 20)  # source + destination
     assert footprint(job, sides=1) == Footprint(8 << 20)  # one role on this host
-    storage = TransferJob(1 << 20, 8, 1, backend="POSIX", filepath="/data", check_consistency=True)
-    assert footprint(storage) == Footprint(2 * 8 << 20, 8 << 20, "/data")  # buffer + read-back buffer, file
+    storage = TransferJob(1 << 20, 8, 1, backend="POSIX", filepath=str(tmp_path), check_consistency=True)
+    assert footprint(storage) == Footprint(2 * 8 << 20, 8 << 20, str(tmp_path))  # buffer + read-back, file
+    new_file = TransferJob(1 << 20, 8, 1, backend="POSIX", filepath=str(tmp_path / "kv"))
+    assert footprint(new_file) == Footprint(8 << 20, 8 << 20, str(tmp_path))  # the file's directory
     bench = NixlbenchArgs(total_buffer_size=3 * GIB)
     assert nixlbench_footprint(bench) == Footprint(6 * GIB)
 
@@ -120,6 +122,15 @@ def test_ucx_tls_default_is_set_and_restored(monkeypatch):
     assert "UCX_TLS" not in os.environ
     with ucx_tls("shm,tcp") as value:
         assert os.environ["UCX_TLS"] == "shm,tcp"
+    assert "UCX_TLS" not in os.environ
+
+
+def test_no_default_leaves_the_choice_to_ucx(monkeypatch):
+    monkeypatch.delenv("UCX_TLS", raising=False)
+    with ucx_tls(None, default=None) as value:
+        assert value is None and "UCX_TLS" not in os.environ
+    with ucx_tls("rc,ud,tcp", default=None) as value:
+        assert os.environ["UCX_TLS"] == "rc,ud,tcp"
     assert "UCX_TLS" not in os.environ
 
 

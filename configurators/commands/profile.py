@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
+import traceback
 from dataclasses import replace
 from typing import Any
 
@@ -57,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     group.add_argument(
         "--ucx-tls",
-        help=f"UCX transports for the run (default {DEFAULT_UCX_TLS}; an exported UCX_TLS wins)",
+        help=f"UCX transports (default on one host: {DEFAULT_UCX_TLS}; with --role: UCX's own choice; "
+        "an exported UCX_TLS wins)",
     )
     group.add_argument(
         "--timeout",
@@ -70,6 +74,28 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with _terminate_as_interrupt():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Treat SIGTERM like Ctrl-C so temp files and a --start-etcd server are cleaned up too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     runs = plans_from_args(args)
     planned = [r for r in runs if r.error is None]
     errors = [f"{r.error}" for r in runs if r.error is not None]
@@ -78,12 +104,18 @@ def run(args: argparse.Namespace) -> int:
         runner = choose_runner(args.runner)
         with contextlib.ExitStack() as stack:
             endpoint = _etcd(args, runner, planned, stack)
-            stack.enter_context(ucx_tls(args.ucx_tls))
+            # Across hosts UCX should pick the network (IB, RoCE) itself: no default there.
+            stack.enter_context(ucx_tls(args.ucx_tls, default=None if args.role else DEFAULT_UCX_TLS))
             for index, item in enumerate(planned):
                 try:
                     records.append(_profile(item, index, runner, args, endpoint))
                 except ModelRegError as error:
                     errors.append(f"{item.config_file}: {error}")
+                except BaseException as error:
+                    # Ctrl-C: let NIXL agents held by the traceback go now, while a
+                    # --start-etcd server still runs to take their metadata back.
+                    traceback.clear_frames(error.__traceback__)
+                    raise
     output = render(records, args.format)
     if args.output:
         write_atomic(args.output, output)

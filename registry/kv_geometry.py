@@ -281,9 +281,9 @@ def kv_geometry(
     heads = _positive_int(
         get_attr(cfg, "num_attention_heads", "n_head", "num_heads", "n_heads"), "num_attention_heads"
     )
-    model_dtype = get_attr(cfg, "torch_dtype", "dtype")
+    model_dtype = get_attr(cfg, "dtype", "torch_dtype")
     if model_dtype is None:
-        model_dtype = get_attr(config, "torch_dtype", "dtype")
+        model_dtype = get_attr(config, "dtype", "torch_dtype")
     model_dtype = str(model_dtype).replace("torch.", "") if model_dtype is not None else None
     dtype_bytes = kv_dtype_bytes(kv_dtype, model_dtype)
     notes: list[str] = []

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, hf_config_dict, hf_config_path
@@ -155,13 +158,35 @@ def test_non_object_json_and_bad_bytes(tmp_path):
         load_config_dict(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_file(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text("{}")
-    path.chmod(0)
-    with pytest.raises(ResolutionError, match="cannot read it"):
-        load_config_dict(path)
+    """A file without read permission; as root the check runs as ``nobody`` (root reads any mode)."""
+    if os.geteuid() != 0:
+        path = tmp_path / "config.json"
+        path.write_text("{}")
+        path.chmod(0)
+        with pytest.raises(ResolutionError, match="cannot read it"):
+            load_config_dict(path)
+        return
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv to drop privileges")
+    folder = Path(tempfile.mkdtemp(prefix="modelreg-unreadable-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        path = folder / "config.json"
+        path.write_text("{}")
+        path.chmod(0)
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]);"
+            "from registry.hf_config import load_config_dict;"
+            "load_config_dict(sys.argv[2])"
+        )
+        argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code]
+        proc = subprocess.run([*argv, str(ROOT), str(path)], capture_output=True, text=True)
+    finally:
+        shutil.rmtree(folder)
+    assert proc.returncode != 0
+    assert f"ResolutionError: {path}: cannot read it: Permission denied" in proc.stderr
 
 
 def test_unsupported_object():

@@ -47,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         metavar="P,N,B",
         help="static batching shapes prompt_len,new_tokens,batch_size (instead of continuous batching)",
     )
+    add_registry_flags(parser)
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    parser.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
+
+
+def add_registry_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags ``configure`` and ``exec`` share: which registry, and how strictly to apply it."""
     parser.add_argument(
         "--strict",
         action="store_true",
@@ -58,8 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow the model's own config code to run"
     )
-    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
-    parser.add_argument("--output", metavar="FILE", help="write the output to FILE instead of stdout")
 
 
 def run(args: argparse.Namespace) -> int:

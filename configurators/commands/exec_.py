@@ -12,6 +12,7 @@ import os
 import shlex
 import sys
 
+from configurators.commands.configure import add_registry_flags
 from configurators.hooks import prepare_launch
 from registry.errors import UsageError
 from registry.model_config import BACKENDS
@@ -25,17 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the final argv and env instead of running"
     )
-    parser.add_argument(
-        "--strict",
-        action="store_true",
-        help="a conflict or unsupported runtime is an error (as MODELREG_REQUIRE_KNOWN_CONFIG=1)",
-    )
-    parser.add_argument(
-        "--config", metavar="FILE", help="registry file (default: MODELREG_CONFIG_FILE or packaged)"
-    )
-    parser.add_argument(
-        "--trust-remote-code", action="store_true", help="allow the model's own config code to run"
-    )
+    add_registry_flags(parser)
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="--dry-run output format (default: text)"
     )

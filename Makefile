@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The main job on the packaged registry, offline: list, match, configure, plan.
+# The main job on the packaged registry, offline: list, match, configure, plan, sweep.
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/modelreg models
 	HF_HUB_OFFLINE=1 $(BIN)/modelreg match meta-llama/Llama-3.1-8B-Instruct
@@ -22,6 +22,7 @@ demo: $(STAMP)
 		--max_model_len 32768 --max_num_seqs 32
 	HF_HUB_OFFLINE=1 $(BIN)/modelreg plan --model deepseek-ai/DeepSeek-R1 --model_config examples/block-tp1-pp16.yaml \
 		--backend GDS --source gpu
+	HF_HUB_OFFLINE=1 $(BIN)/modelreg sweep examples/experiments/llama70b_dense.yaml --top 3
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -282,11 +282,11 @@ def _kvbench_plan(source: Any, v: dict[str, Any], name: str, config_file: str | 
     io_size = model.io_size(page_size=v["page_size"], **layout, **quant)
     if io_size <= 0:
         raise UsageError(f"KVBench compatibility: the IO size of {name} rounds down to 0 bytes")
-    layers: float = 1
-    if v["access_pattern"] == "block":
-        layers = (
-            math.ceil(model.num_layers / v["pp_size"]) if model.is_mla else model.num_layers / v["pp_size"]
-        )
+    # KVBench's stage: whole layers for MLA, a fractional share for GQA models.
+    stage_layers = (
+        math.ceil(model.num_layers / v["pp_size"]) if model.is_mla else model.num_layers / v["pp_size"]
+    )
+    layers = stage_layers if v["access_pattern"] == "block" else 1
     per_token = model.kv_size_per_token(**quant)
     sized_by = quant["kvcache_quant_mode"] if model.is_mla else quant["model_quant_mode"]
     return _plan(
@@ -297,7 +297,7 @@ def _kvbench_plan(source: Any, v: dict[str, Any], name: str, config_file: str | 
         attention="mla" if model.is_mla else "gqa",
         dtype_bytes=KVBENCH_PRECISION[sized_by],
         kv_bytes_per_token=per_token,
-        kv_bytes_per_token_per_gpu=int(per_token / model.num_layers / v["tp_size"] * layers),
+        kv_bytes_per_token_per_gpu=int(per_token / model.num_layers / v["tp_size"] * stage_layers),
         layers_per_io=layers,
         io_size=io_size,
         io_size_per_token=model.io_size(page_size=1, **layout, **quant),

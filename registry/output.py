@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from registry.errors import UsageError
+
 FORMATS = ("text", "json", "csv")
 
 
@@ -76,16 +78,31 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` so that readers see the old file or the new one, never half."""
+def write_atomic(path: str | os.PathLike[str], text: str, *, flag: str = "--output") -> None:
+    """Write ``text`` so that readers see the old file or the new one, never half.
+
+    ``path`` comes from the user (``flag`` names where), so a target that cannot
+    be written is a :class:`UsageError` naming the flag, not an ``OSError``.
+    """
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".modelreg-", dir=directory)
+    if os.path.isdir(target):
+        raise UsageError(f"{flag} {target}: expected a file path, found a directory")
+    if not os.path.isdir(directory):
+        raise UsageError(
+            f"{flag} {target}: expected a file in an existing directory, but {directory} does not exist"
+        )
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".modelreg-", dir=directory)
+    except OSError as error:
+        raise UsageError(f"{flag} {target}: cannot write in {directory}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise UsageError(f"{flag} {target}: cannot write it: {error.strerror or error}") from None
         raise

@@ -170,3 +170,18 @@ def test_kvbench_batch_uses_float_arithmetic():
     # kv(isl=1) = 3 × 1 × 1 × 2 × 1 = 6 B; io (layer, page 1, tp 1) = 2; ceil(6 / 2 × 7) = 21.
     plan = plan_transfer(arch, spec(isl=1, page_size=1, access_pattern="layer", num_requests=7))
     assert plan.batch_size == math.ceil(6 / 2 * 7) == 21
+
+
+@pytest.mark.parametrize("compat", ["kvbench", "modelreg"])
+def test_per_gpu_kv_per_token_does_not_depend_on_access_pattern(compat):
+    """The access pattern sizes one IO; the KV a GPU holds per token is the stage's either way."""
+    # Llama-3.1-8B at TP 1, PP 1, fp8: 32 layers × 8 KV heads × (128 + 128) × 1 B = 65,536 B per token.
+    source = (
+        load_kvbench_model(str(EXAMPLES / "model_llama_3_1_8b.yaml"))
+        if compat == "kvbench"
+        else (hf_config_dict("meta-llama/Llama-3.1-8B"))
+    )
+    values = {"tp_size": 1, "pp_size": 1, "num_requests": 1, "model_quant_mode": "fp8"}
+    block = plan_transfer(source, spec(access_pattern="block", **values), compat=compat)
+    layer = plan_transfer(source, spec(access_pattern="layer", **values), compat=compat)
+    assert block.kv_bytes_per_token_per_gpu == layer.kv_bytes_per_token_per_gpu == 65_536

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 print(problem, file=sys.stderr)
             continue
-        print(f"{name}: OK: {len(snapshot.models)} models")
+        count = len(snapshot.models)
+        print(f"{name}: OK: {count} model{'' if count == 1 else 's'}")
     if failed:
         print(f"modelreg validate: {failed} of {len(files)} file(s) have problems", file=sys.stderr)
         return ConfigError.exit_code

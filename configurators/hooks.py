@@ -13,6 +13,7 @@ command line so that no flag the user typed is ever overridden.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -85,9 +86,9 @@ def configure(
         model=model if isinstance(model, str) else None,
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
-        warmup_shapes=tuple(tuple(int(v) for v in s) for s in warmup_shapes),
+        warmup_shapes=warmup_shapes,
         hf_config=hf_config,
-        engine_args=dict(engine_args or {}),
+        engine_args=engine_args if engine_args is not None else {},
     )
     return run_configurator(configurator, target, strict=strict, versions=versions, environ=environ)
 
@@ -184,6 +185,8 @@ def run_configurator(
     environ: MutableMapping[str, str] | None = None,
 ) -> ConfigurationSummary:
     if environ is not None:
+        if not isinstance(environ, MutableMapping):
+            raise UsageError(f"environ must be a mutable mapping (os.environ, a dict), found {environ!r}")
         configurator.environ = environ
     if strict is not None:
         configurator.strict = strict
@@ -263,17 +266,19 @@ def server_model(argv: Sequence[str], backend: str, flags: Mapping[str, Any]) ->
 
 
 def _int_flag(flags: Mapping[str, Any], name: str, default: int | None) -> int | None:
+    """A server flag that is a positive count (``--max-model-len 32k`` too), or ``default`` when absent."""
     value = flags.get(name)
     if value is None:
         return default
     text = str(value)
-    try:
-        if text and text[-1] in _SUFFIXES:
-            return int(float(text[:-1]) * _SUFFIXES[text[-1]])
-        return int(text)
-    except ValueError:
+    number: int | None = None
+    with contextlib.suppress(ValueError, OverflowError):  # "abc", "infk"
+        number = int(float(text[:-1]) * _SUFFIXES[text[-1]]) if text[-1:] in _SUFFIXES else int(text)
+    if number is None or number < 1:
         flag = "--" + name.replace("_", "-")
-        raise UsageError(f"server flag {flag} must be an integer, found {value!r}") from None
+        shown = "no value" if value is True else repr(value)
+        raise UsageError(f"server flag {flag} must be a positive integer, found {shown}")
+    return number
 
 
 def prepare_launch(
@@ -290,6 +295,8 @@ def prepare_launch(
     Env vars are added to a copy of ``environ`` (never replacing the user's);
     engine args the user did not give are appended as flags.
     """
+    if isinstance(argv, str) or not isinstance(argv, Sequence) or not all(isinstance(a, str) for a in argv):
+        raise UsageError(f"the server command must be a list of strings (an argv), found {argv!r}")
     argv = list(argv)
     if not argv:
         raise UsageError("no server command given: expected `modelreg exec -- vllm serve MODEL ...`")
@@ -303,7 +310,7 @@ def prepare_launch(
     user_sampling = _json_flag(flags.get(sampling_flag), sampling_flag)
     target = EngineSettings(
         backend=backend,
-        tp_size=_int_flag(flags, tp_name, 1) or 1,
+        tp_size=_int_flag(flags, tp_name, 1),
         model=model,
         max_model_len=_int_flag(flags, len_name, None),
         max_num_seqs=_int_flag(flags, seqs_name, None),

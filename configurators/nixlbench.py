@@ -111,6 +111,52 @@ class NixlbenchArgs:
 
 FLAG_NAMES = tuple(f.name for f in fields(NixlbenchArgs))
 FLAG_DEFAULTS = {f.name: f.default for f in fields(NixlbenchArgs)}
+# Counts nixlbench accepts as 0; every other integer flag is a size or a count that must be >= 1.
+ZERO_ALLOWED = frozenset({"progress_threads", "warmup_iter"})
+
+
+def _flag_schema(name: str, default: Any) -> dict[str, Any]:
+    if isinstance(default, bool):
+        return {"type": "boolean"}
+    if isinstance(default, int):
+        return {"type": "integer", "minimum": 0 if name in ZERO_ALLOWED else 1}
+    return {"type": "string"}
+
+
+# A config file's ``nixlbench:`` section: the flags by name, plus where the KV moves from and to.
+SECTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **{name: _flag_schema(name, default) for name, default in FLAG_DEFAULTS.items()},
+        "source": {"enum": list(LOCATIONS)},
+        "destination": {"enum": list(LOCATIONS)},
+    },
+}
+
+
+def check_flag(name: str, value: Any) -> None:
+    """Refuse a value nixlbench would reject (or hang on) before it reaches the command line.
+
+    Values come from the CLI, a config file's ``nixlbench`` section or the
+    registry; all of them end up here, so this is where a wrong type or a
+    non-positive count is caught, named as the flag the user would type.
+    """
+    default = FLAG_DEFAULTS[name]
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UsageError(f"--{name} expects true or false, found {value!r}")
+    elif isinstance(default, int):
+        low = 0 if name in ZERO_ALLOWED else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            kind = "a non-negative integer" if low == 0 else "a positive integer"
+            raise UsageError(f"--{name} expects {kind}, found {value!r}")
+    elif not isinstance(value, str):
+        raise UsageError(f"--{name} expects a string, found {value!r}")
+    if name == "etcd_endpoints":
+        from configurators.etcd import parse_endpoints
+
+        parse_endpoints(value)
 
 
 def backend_family(backend: str) -> str:
@@ -191,6 +237,9 @@ def nixlbench_args(
     unknown = sorted(set(overrides) - set(FLAG_NAMES))
     if unknown:
         raise UsageError(f"unknown nixlbench flag(s): {', '.join('--' + n for n in unknown)}")
+    for name, value in overrides.items():
+        if value is not None:
+            check_flag(name, value)
     family_backend = "Mooncake" if str(backend).upper() == "MOONCAKE" else str(backend).upper()
     values: dict[str, Any] = {"backend": family_backend}
     values.update(segment_settings(family_backend, source, destination))

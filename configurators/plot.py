@@ -9,9 +9,11 @@ extra and is imported only here.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from registry.errors import UsageError
+from registry.output import write_atomic
 
 MAX_BARS = 12
 
@@ -25,6 +27,10 @@ def require_matplotlib() -> None:
 
 
 def plot_results(results: list[Any], path: str) -> None:
+    """Draw the PNG in memory, then write it atomically: a failed run leaves no partial file.
+
+    The format is PNG whatever ``path`` ends with, so the file is exactly the one named.
+    """
     require_matplotlib()
     import matplotlib
 
@@ -37,8 +43,10 @@ def plot_results(results: list[Any], path: str) -> None:
         _memory_panel(row[0], result)
         _transfer_panel(row[1], result)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=110)
     plt.close(fig)
+    write_atomic(path, image.getvalue(), flag="--plot")
 
 
 def _memory_panel(ax: Any, result: Any) -> None:

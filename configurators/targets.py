@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from configurators.engine_args import backend_args, sglang_kv_cache_dtype
+from registry.errors import UsageError
 
 # Names of the requested runtime (TP, max model length, max sequences) in each backend.
 RUNTIME_ARGS = {
@@ -93,6 +94,47 @@ class ConfigTarget(ABC):
         return value
 
 
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_count(name: str, value: Any, *, optional: bool = False) -> None:
+    if not (optional and value is None) and not _is_int(value, 1):
+        raise UsageError(f"{name} must be a positive integer, found {value!r}")
+
+
+# Each warmup shape's minimums, as the registry schema has them: prompt_len, new_tokens, batch_size.
+WARMUP_MINIMUMS = (1, 0, 1)
+
+
+def warmup_shapes(shapes: Any) -> tuple[tuple[int, int, int], ...]:
+    """``shapes`` as a tuple of ``(prompt_len, new_tokens, batch_size)``; a UsageError names a bad one."""
+    expected = "warmup_shapes expects [prompt_len, new_tokens, batch_size] (integers >= 1, 0, 1)"
+    if isinstance(shapes, (str, bytes)) or not isinstance(shapes, Collection):
+        raise UsageError(f"{expected}, found {shapes!r}")
+    out = []
+    for shape in shapes:
+        if (
+            isinstance(shape, (str, bytes))
+            or not isinstance(shape, Collection)
+            or len(shape) != 3
+            or not all(_is_int(v, low) for v, low in zip(shape, WARMUP_MINIMUMS))
+        ):
+            raise UsageError(f"{expected}, found {shape!r}")
+        out.append(tuple(shape))
+    return tuple(out)
+
+
+def _require(obj: Any, expected: str, attributes: tuple[str, ...]) -> None:
+    """A startup hook handed the wrong object fails with what it expected, not an AttributeError."""
+    missing = [name for name in attributes if not hasattr(obj, name)]
+    if missing:
+        raise UsageError(
+            f"expected {expected} (with .{', .'.join(attributes)}), found {type(obj).__name__} "
+            f"without .{', .'.join(missing)}"
+        )
+
+
 def _get_path(obj: Any, path: str) -> Any:
     for part in path.split("."):
         obj = getattr(obj, part, None)
@@ -125,6 +167,7 @@ class VllmTarget(ConfigTarget):
         self.explicit = frozenset(explicit)
         self.warmup_shapes = tuple(warmup_shapes)
         self.paths = backend_args("vllm").paths
+        _require(vllm_config, "a vLLM VllmConfig", ("parallel_config", "model_config", "scheduler_config"))
         parallel = vllm_config.parallel_config
         tp = getattr(parallel, "tensor_parallel_size", None) or parallel.world_size
         self.tp_size = int(tp)
@@ -185,6 +228,7 @@ class SglangTarget(ConfigTarget):
         warmup_shapes: tuple[tuple[int, int, int], ...] = (),
         hf_config: Any = None,
     ):
+        _require(server_args, "an SGLang ServerArgs", ("tp_size", "model_path"))
         self.args = server_args
         self.explicit = frozenset(explicit)
         self.warmup_shapes = tuple(warmup_shapes)
@@ -236,6 +280,22 @@ class EngineSettings(ConfigTarget):
     sampling_args: dict[str, Any] = field(default_factory=dict)
     applied_engine_args: dict[str, Any] = field(default_factory=dict)
     applied_sampling_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse a runtime no engine would start with, whichever entry point built it.
+
+        The CLI checks its flags first (naming them); this catches the Python API
+        and anything else, before a bad size reaches the configurator's arithmetic.
+        """
+        _check_count("tp_size", self.tp_size)
+        _check_count("max_model_len", self.max_model_len, optional=True)
+        _check_count("max_num_seqs", self.max_num_seqs, optional=True)
+        self.warmup_shapes = warmup_shapes(self.warmup_shapes)
+        for name in ("engine_args", "sampling_args"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise UsageError(f"{name} must be a mapping of name to value, found {value!r}")
+            setattr(self, name, dict(value))
 
     def user_value(self, name: str) -> Any:
         return self.engine_args.get(name)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from configurators.nixlbench import SECTION_SCHEMA as NIXLBENCH_SECTION_SCHEMA
 from registry.errors import UsageError
 from registry.kv_geometry import KV_DTYPES, KVGeometry, kv_geometry
 from registry.kvbench_model import KVBENCH_PRECISION, KVBenchModel
@@ -70,8 +71,10 @@ TRANSFER_FILE_SCHEMA: dict[str, Any] = {
                 "destination": {"enum": ["file", "memory", "gpu"]},
             },
         },
-        "nixlbench": {"type": "object"},
+        "nixlbench": NIXLBENCH_SECTION_SCHEMA,
     },
+    # A misspelt section would otherwise be ignored and the plan silently use defaults.
+    "additionalProperties": False,
 }
 
 SECTIONS = {

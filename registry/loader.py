@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import gc
+import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from registry.errors import ConfigError, Location, format_key_path
+from registry.errors import ConfigError, Location, UsageError, format_key_path
 
 _TAG = "tag:yaml.org,2002:"
 STR, SEQ, MAP, MERGE, INT = (_TAG + name for name in ("str", "seq", "map", "merge", "int"))
@@ -166,7 +167,7 @@ def load_yaml_document(path: str | Path, *, text: str | None = None) -> YamlDocu
     """
     name = str(path)
     if text is None:
-        text = _read(Path(path))
+        text = _read(file_path(path))
     with gc_paused():
         return _load(name, text)
 
@@ -190,6 +191,17 @@ def _load(name: str, text: str) -> YamlDocument:
     if builder.problems:
         raise ConfigError(builder.problems)
     return YamlDocument(name, data, root)
+
+
+def file_path(value: Any, name: str = "path") -> Path:
+    """``value`` as a Path; anything else (a number, bytes, None) is named as the caller's argument.
+
+    Library callers pass paths too, and ``Path(42)`` would surface as a bare
+    TypeError from deep inside pathlib.
+    """
+    if isinstance(value, str) or (isinstance(value, os.PathLike) and isinstance(os.fspath(value), str)):
+        return Path(value)
+    raise UsageError(f"{name}: expected a file path (str or os.PathLike), found {value!r}")
 
 
 def _read(path: Path) -> str:
@@ -373,7 +385,7 @@ def schema_errors(
     validator = Draft202012Validator(schema)
     problems: list[tuple[Location, str]] = []
     for error in validator.iter_errors(_jsonable(instance)):
-        for path, message in _describe(error):
+        for path, message in _describe(error, _enclosing_expected(schema, error)):
             full = (*root, *path)
             problems.append((document.location(full), document.at(full, message)))
     problems.sort(key=lambda item: (item[0].line or 0, item[0].column or 0))
@@ -389,7 +401,37 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _describe(error: Any) -> list[tuple[tuple[Any, ...], str]]:
+def _enclosing_expected(schema: Mapping[str, Any], error: Any) -> str | None:
+    """The ``x-expected`` nearest above the failing keyword, following ``$ref``s from the root.
+
+    A rule written as ``not: {required: [...]}`` inside a branch has no words of
+    its own; the branch's ``x-expected`` says what the user should write instead.
+    """
+    node: Any = schema
+    found = None
+    try:
+        for key in error.absolute_schema_path:
+            # jsonschema leaves ``$ref`` out of the path: step through it when the key is not here.
+            while isinstance(node, Mapping) and key not in node and "$ref" in node:
+                found = node.get("x-expected") or found
+                node = _resolve_ref(schema, node["$ref"])
+            found = (node.get("x-expected") if isinstance(node, Mapping) else None) or found
+            node = node[key]
+    except (KeyError, IndexError, TypeError, _Unsupported):
+        pass
+    return None if found is None else str(found)
+
+
+def _resolve_ref(schema: Mapping[str, Any], ref: str) -> Any:
+    if not ref.startswith("#/"):
+        raise _Unsupported(ref)
+    target: Any = schema
+    for part in ref[2:].split("/"):
+        target = target[part]
+    return target
+
+
+def _describe(error: Any, enclosing: str | None = None) -> list[tuple[tuple[Any, ...], str]]:
     """Turn one jsonschema error into (key path, "expected ..., found ...") pairs."""
     path = tuple(int(p) if isinstance(p, str) and p.isdigit() else p for p in error.absolute_path)
     schema = error.schema if isinstance(error.schema, Mapping) else {}
@@ -410,6 +452,11 @@ def _describe(error: Any) -> list[tuple[tuple[Any, ...], str]]:
     if error.validator == "required":
         missing = re.match(r"'([^']*)'", error.message)
         return [(path, f"missing required key {missing.group(1) if missing else error.message!r}")]
+    if error.validator == "not" and enclosing:
+        banned = error.validator_value.get("required") if isinstance(error.validator_value, Mapping) else None
+        present = banned and isinstance(error.instance, Mapping) and all(k in error.instance for k in banned)
+        found = f"key {', '.join(map(repr, banned))}" if present else _found(error.instance)
+        return [(path, f"expected {enclosing}, found {found}")]
     return [(path, f"expected {_expected(error)}, found {_found(error.instance)}")]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from registry.errors import ConfigError, Location, MatchError, format_key_path
 from registry.hf_config import load_config_dict, load_hf_config
-from registry.loader import YamlDocument, gc_paused, load_yaml_document, schema_errors
+from registry.loader import YamlDocument, file_path, gc_paused, load_yaml_document, schema_errors
 from registry.model_config import ModelConfig, deep_merge
 from registry.model_matcher import CandidateReport, ModelMatcher, PatternIndex, get_attribute
 
@@ -300,7 +300,8 @@ class ModelConfigRegistry:
 
     def __init__(self, config_path: str | os.PathLike[str] | None = None):
         self._lock = threading.RLock()
-        self._state = load_registry_file(config_path if config_path is not None else default_config_path())
+        path = file_path(config_path, "config_path") if config_path is not None else default_config_path()
+        self._state = load_registry_file(path)
 
     @property
     def config_path(self) -> str:
@@ -309,7 +310,7 @@ class ModelConfigRegistry:
     def reload(self, config_path: str | os.PathLike[str] | None = None) -> None:
         """Re-read the file (or another one); on any error the current registry keeps serving."""
         with self._lock:
-            path = config_path if config_path is not None else self._state.path
+            path = file_path(config_path, "config_path") if config_path is not None else self._state.path
             self._state = load_registry_file(path)
 
     def list_models(self) -> list[str]:
@@ -317,6 +318,8 @@ class ModelConfigRegistry:
 
     def get_model_config(self, name: str) -> ModelConfig:
         state = self._state
+        if not isinstance(name, str):
+            raise MatchError(f"expected a model name (a string, as `modelreg models` lists), found {name!r}")
         model = state.models.get(name)
         if model is None:
             close = difflib.get_close_matches(name, list(state.models), n=1, cutoff=0.5)
@@ -477,7 +480,7 @@ def get_model_registry(config_path: str | os.PathLike[str] | None = None) -> Mod
     registry; asking for a different file than the one loaded reloads it.
     """
     global _registry
-    wanted = Path(config_path) if config_path is not None else default_config_path()
+    wanted = file_path(config_path, "config_path") if config_path is not None else default_config_path()
     with _registry_lock:
         if _registry is None:
             _registry = ModelConfigRegistry(wanted)

@@ -78,11 +78,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_atomic(path: str | os.PathLike[str], text: str, *, flag: str = "--output") -> None:
-    """Write ``text`` so that readers see the old file or the new one, never half.
+def check_writable(path: str | os.PathLike[str], flag: str = "--output") -> None:
+    """Refuse a target that cannot be written, before any work whose result would be lost.
 
-    ``path`` comes from the user (``flag`` names where), so a target that cannot
-    be written is a :class:`UsageError` naming the flag, not an ``OSError``.
+    ``path`` comes from the user (``flag`` names where), so the failure is a
+    :class:`UsageError` naming the flag, not an ``OSError``.
     """
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
@@ -92,13 +92,24 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, flag: str = "--outp
         raise UsageError(
             f"{flag} {target}: expected a file in an existing directory, but {directory} does not exist"
         )
+
+
+def write_atomic(path: str | os.PathLike[str], content: str | bytes, *, flag: str = "--output") -> None:
+    """Write ``content`` so that readers see the old file or the new one, never half."""
+    check_writable(path, flag)
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".modelreg-", dir=directory)
     except OSError as error:
         raise UsageError(f"{flag} {target}: cannot write in {directory}: {error.strerror or error}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        if isinstance(content, bytes):
+            with os.fdopen(fd, "wb") as binary:
+                binary.write(content)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content)
         os.replace(tmp, target)
     except BaseException as error:
         if os.path.exists(tmp):

@@ -210,3 +210,19 @@ def test_real_subprocess_run(tmp_path):
     )
     assert bad.returncode == 2
     assert "argument --tp/--tp_size/--tp-size: invalid int value: 'x'" in bad.stderr
+
+
+def test_zero_batch_warmup_shape_is_refused(capsys, offline_hf):
+    assert main(["configure", GRANITE, "--tp", "1", "--warmup_shapes", "2048,0,0"]) == 2
+    assert capsys.readouterr().err == (
+        "modelreg configure: error: --warmup_shapes expects prompt_len,new_tokens,batch_size "
+        "(integers >= 1, 0, 1), found '2048,0,0'\n"
+    )
+
+
+def test_output_onto_a_directory_is_exit_2(capsys, offline_hf, tmp_path):
+    assert main(["configure", GRANITE, "--tp", "4", "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"modelreg configure: error: --output {tmp_path}: expected a file path, found a directory\n"
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".modelreg-")] == []

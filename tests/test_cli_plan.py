@@ -304,3 +304,21 @@ def test_kvbench_yaml_plan_does_not_import_transformers():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_nixlbench_flag_from_the_cli_is_checked(capsys):
+    config = str(EXAMPLES / "block-tp1-pp1.yaml")
+    assert main(["plan", "--model", R1, "--model_config", config, "--num_threads", "0"]) == 2
+    assert capsys.readouterr().err == (
+        f"modelreg plan: error: {config}: --num_threads expects a positive integer, found 0\n"
+    )
+
+
+def test_config_file_nixlbench_section_and_sections_are_checked(capsys, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("runtime: {isl: 100}\nnixlbench:\n  num_threads: lots\nsytem: {page_size: 16}\n")
+    assert main(["plan", "--model", R1, "--model_config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        f"modelreg plan: error: {config}:3:3: nixlbench.num_threads: expected an integer, found 'lots'\n"
+        f"{config}:4:1: sytem: unknown key 'sytem'; did you mean 'system'?\n"
+    )

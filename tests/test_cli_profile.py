@@ -249,3 +249,14 @@ def test_bad_profile_flags_exit_2_naming_the_flag(capsys, flag, value):
         main(["profile", *SMALL, flag, value])
     assert caught.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_unwritable_output_fails_before_any_transfer(capsys, tmp_path):
+    target = tmp_path / "no" / "report.txt"
+    started = time.monotonic()
+    assert main(["profile", *SMALL, "--runner", "nixl", "--output", str(target)]) == 2
+    assert capsys.readouterr().err == (
+        f"modelreg profile: error: --output {target}: expected a file in an existing directory, "
+        f"but {tmp_path / 'no'} does not exist\n"
+    )
+    assert time.monotonic() - started < 5  # refused up front, not after the run

@@ -317,3 +317,13 @@ def test_match_flags_accept_both_spellings(capsys):
         assert code == 0 and out.splitlines()[0] == "openai/gpt-oss-20b"
     code, _, err = run(capsys, "match", "openai/gpt-oss-20b", "--revision", "v1")
     assert code == 2 and "at revision v1" in err
+
+
+def test_output_into_a_missing_directory_is_exit_2(capsys, tmp_path):
+    target = tmp_path / "no" / "models.txt"
+    assert main(["models", "--output", str(target)]) == 2
+    assert capsys.readouterr().err == (
+        f"modelreg models: error: --output {target}: expected a file in an existing directory, "
+        f"but {tmp_path / 'no'} does not exist\n"
+    )
+    assert not (tmp_path / "no").exists()

@@ -102,3 +102,22 @@ def test_subprocess_run(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "== llama70b_disagg" in done.stdout and "1P3D" in done.stdout
+
+
+def test_bad_plot_path_fails_before_anything_is_written(capsys, offline_hf, tmp_path):
+    output, plot = tmp_path / "out.txt", tmp_path / "no" / "plot.png"
+    assert main(["sweep", DENSE, "--output", str(output), "--plot", str(plot)]) == 2
+    assert capsys.readouterr().err == (
+        f"modelreg sweep: error: --plot {plot}: expected a file in an existing directory, "
+        f"but {tmp_path / 'no'} does not exist\n"
+    )
+    assert not output.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".modelreg-")] == []
+
+
+def test_plot_is_png_whatever_the_name(capsys, offline_hf, tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "plot.txt"
+    assert main(["sweep", DENSE, "--plot", str(plot)]) == 0
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".modelreg-")] == []

@@ -176,3 +176,40 @@ def test_summary_json_round_trips(clean_env):
     summary = configure(GRANITE, tp_size=4, environ={"FLEX_HDMA_P2PSIZE": "1"})
     data = json.loads(json.dumps(summary.to_dict()))
     assert data["conflicts"] == ["FLEX_HDMA_P2PSIZE"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tp_size": 0}, "tp_size must be a positive integer, found 0"),
+        ({"tp_size": True}, "tp_size must be a positive integer, found True"),
+        ({"tp_size": "4"}, "tp_size must be a positive integer, found '4'"),
+        ({"tp_size": 4, "max_model_len": -5}, "max_model_len must be a positive integer, found -5"),
+        (
+            {"tp_size": 1, "warmup_shapes": [["a", 2, 3]]},
+            "warmup_shapes expects [prompt_len, new_tokens, batch_size] (integers >= 1, 0, 1), "
+            "found ['a', 2, 3]",
+        ),
+        ({"tp_size": 4, "engine_args": 5}, "engine_args must be a mapping of name to value, found 5"),
+        ({"tp_size": 4, "environ": 5}, "environ must be a mutable mapping (os.environ, a dict), found 5"),
+    ],
+)
+def test_generic_configure_refuses_bad_arguments_and_sets_nothing(clean_env, kwargs, message):
+    with pytest.raises(UsageError) as caught:
+        configure(GRANITE, **kwargs)
+    assert str(caught.value) == message
+    assert not any(name in os.environ for name in GRANITE_VARS)
+
+
+def test_hooks_given_the_wrong_object_say_what_they_expected(clean_env):
+    with pytest.raises(UsageError) as caught:
+        configure_vllm(None, explicit=())
+    assert str(caught.value) == (
+        "expected a vLLM VllmConfig (with .parallel_config, .model_config, .scheduler_config), "
+        "found NoneType without .parallel_config, .model_config, .scheduler_config"
+    )
+    with pytest.raises(UsageError) as caught:
+        configure_sglang(42, explicit=())
+    assert str(caught.value) == (
+        "expected an SGLang ServerArgs (with .tp_size, .model_path), found int without .tp_size, .model_path"
+    )

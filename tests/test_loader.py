@@ -208,3 +208,23 @@ def test_quick_check_agrees_with_jsonschema(instance):
 
 def test_quick_check_defers_on_unknown_keywords():
     assert quick_valid({"a": 1}, {"type": "object", "dependentRequired": {"a": ["b"]}}) is False
+
+
+def test_a_not_rule_is_explained_by_the_enclosing_x_expected():
+    schema = {
+        "$defs": {
+            "runtime": {
+                "type": "object",
+                "if": {"properties": {"cb": {"const": True}}},
+                "then": {"not": {"required": ["warmup"]}, "x-expected": "cb: true without warmup"},
+            }
+        },
+        "type": "array",
+        "items": {"$ref": "#/$defs/runtime"},
+    }
+    doc = load("- {cb: true, warmup: 1}\n- 7\n")
+    assert schema_errors(doc, schema) == [
+        "t.yaml:1:3: 0: expected cb: true without warmup, found key 'warmup'",
+        "t.yaml:2:3: 1: expected a mapping, found 7",
+        "t.yaml:2:3: 1: expected cb: true without warmup, found 7",
+    ]

@@ -136,3 +136,28 @@ def test_overrides_and_unknown_flags():
 
 def test_to_dict_lists_every_flag():
     assert set(NixlbenchArgs().to_dict()) == set(FLAG_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"num_threads": -1}, "--num_threads expects a positive integer, found -1"),
+        ({"num_iter": 0}, "--num_iter expects a positive integer, found 0"),
+        ({"total_buffer_size": "8G"}, "--total_buffer_size expects a positive integer, found '8G'"),
+        ({"warmup_iter": -1}, "--warmup_iter expects a non-negative integer, found -1"),
+        ({"check_consistency": "yes"}, "--check_consistency expects true or false, found 'yes'"),
+        ({"device_list": 3}, "--device_list expects a string, found 3"),
+        (
+            {"etcd_endpoints": "localhost"},
+            "--etcd-endpoints: expected http://HOST:PORT (comma-separated for several), found 'localhost'",
+        ),
+    ],
+)
+def test_flag_values_nixlbench_would_reject(flags, message):
+    with pytest.raises(UsageError) as caught:
+        nixlbench_args(r1_plan(), **flags)
+    assert str(caught.value) == message
+
+
+def test_zero_warmup_is_allowed():
+    assert nixlbench_args(r1_plan(), warmup_iter=0).warmup_iter == 0

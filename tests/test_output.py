@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from registry.errors import UsageError
 from registry.output import table, to_csv, to_json, write_atomic
 
 ROWS = [{"name": "a", "size": 1, "nested": {"x": 1.5}}, {"name": "bb", "size": 22, "nested": {"x": None}}]
@@ -47,3 +48,25 @@ def test_write_atomic_keeps_old_file_on_failure(tmp_path):
         write_atomic(target, 123)  # type: ignore[arg-type]
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_write_atomic_into_a_missing_directory_names_the_flag(tmp_path):
+    target = tmp_path / "no" / "out.txt"
+    with pytest.raises(UsageError) as caught:
+        write_atomic(target, "x")
+    assert str(caught.value) == (
+        f"--output {target}: expected a file in an existing directory, but {tmp_path / 'no'} does not exist"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_atomic_onto_a_directory_leaves_no_temp_file(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        write_atomic(tmp_path, "x", flag="--plot")
+    assert str(caught.value) == f"--plot {tmp_path}: expected a file path, found a directory"
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_atomic_writes_bytes(tmp_path):
+    write_atomic(tmp_path / "image.png", b"\x89PNG")
+    assert (tmp_path / "image.png").read_bytes() == b"\x89PNG"

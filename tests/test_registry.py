@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, hf_config_dict
 
 import registry.model_registry as model_registry
-from registry.errors import ConfigError, MatchError
+from registry.errors import ConfigError, MatchError, UsageError
 from registry.model_registry import ModelConfigRegistry, get_model_registry
 
 BASE = """\
@@ -444,3 +444,16 @@ def test_missing_env_config_file_is_an_error(fresh_singleton, monkeypatch, tmp_p
     monkeypatch.setenv("MODELREG_CONFIG_FILE", str(tmp_path / "gone.yaml"))
     with pytest.raises(ConfigError, match=r"gone\.yaml: no such file"):
         get_model_registry()
+
+
+def test_non_path_config_and_non_string_names_are_clear_errors():
+    with pytest.raises(UsageError) as caught:
+        get_model_registry(42)  # type: ignore[arg-type]
+    assert str(caught.value) == "config_path: expected a file path (str or os.PathLike), found 42"
+    registry = get_model_registry()
+    with pytest.raises(UsageError):
+        registry.reload(b"model_configs.yaml")  # type: ignore[arg-type]
+    assert registry.list_models()  # the loaded registry keeps serving
+    with pytest.raises(MatchError) as caught:
+        registry.get_model_config(None)  # type: ignore[arg-type]
+    assert str(caught.value) == "expected a model name (a string, as `modelreg models` lists), found None"

@@ -173,3 +173,18 @@ def test_known_names_data_file():
     assert sglang.check("chunked_prefil_size").endswith("did you mean 'chunked_prefill_size'?")
     assert sglang.check("enable_ep_moe") == "sglang engine arg 'enable_ep_moe' was removed: use ep_size"
     assert vllm.check("zzzz") == "unknown vllm engine arg 'zzzz'"
+
+
+def test_engine_settings_refuse_a_runtime_no_engine_starts_with():
+    from registry.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        EngineSettings(backend="vllm", tp_size=4, max_num_seqs=0)
+    assert str(caught.value) == "max_num_seqs must be a positive integer, found 0"
+    with pytest.raises(UsageError) as caught:
+        EngineSettings(backend="vllm", tp_size=1, warmup_shapes=((2048, 0, 0),))
+    assert str(caught.value) == (
+        "warmup_shapes expects [prompt_len, new_tokens, batch_size] (integers >= 1, 0, 1), found (2048, 0, 0)"
+    )
+    settings = EngineSettings(backend="vllm", tp_size=1, warmup_shapes=[[2048, 0, 8]])
+    assert settings.warmup_shapes == ((2048, 0, 8),)

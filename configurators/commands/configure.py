@@ -16,7 +16,7 @@ from typing import Any
 
 from configurators.hooks import configurator_for, run_configurator, server_flags
 from configurators.summary import APPLIED, REPLACED, ConfigurationSummary
-from configurators.targets import EngineSettings
+from configurators.targets import WARMUP_MINIMUMS, EngineSettings
 from registry.errors import ModelRegError, UsageError
 from registry.model_config import BACKENDS
 from registry.output import to_json, write_atomic
@@ -107,9 +107,10 @@ def parse_warmup_shapes(values: Any) -> tuple[tuple[int, int, int], ...]:
             numbers = tuple(int(p) for p in parts)
         except ValueError:
             numbers = ()
-        if len(numbers) != 3 or min(numbers) < 0:
+        if len(numbers) != 3 or any(n < low for n, low in zip(numbers, WARMUP_MINIMUMS)):
             raise UsageError(
-                f"--warmup_shapes expects prompt_len,new_tokens,batch_size (three integers), found {value!r}"
+                "--warmup_shapes expects prompt_len,new_tokens,batch_size (integers >= 1, 0, 1), "
+                f"found {value!r}"
             )
         shapes.append(numbers)
     return tuple(shapes)

@@ -34,7 +34,7 @@ from configurators.profile import (
     ucx_tls,
 )
 from registry.errors import ModelRegError
-from registry.output import FORMATS, write_atomic
+from registry.output import FORMATS, check_writable, write_atomic
 
 STORAGE = ("POSIX", "GDS", "GDS_MT", "HF3FS", "OBJ")
 
@@ -96,6 +96,8 @@ def _terminate_as_interrupt():
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.output:
+        check_writable(args.output)  # before the transfers, not after minutes of them
     runs = plans_from_args(args)
     planned = [r for r in runs if r.error is None]
     errors = [f"{r.error}" for r in runs if r.error is not None]

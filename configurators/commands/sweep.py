@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from registry.errors import UsageError
-from registry.output import FORMATS, table, to_csv, to_json, write_atomic
+from registry.output import FORMATS, check_writable, table, to_csv, to_json, write_atomic
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -33,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 0:
         raise UsageError(f"--top expects 0 or a positive number, found {args.top}")
+    # Both targets are checked first, so a bad one fails before the other is written.
+    if args.output:
+        check_writable(args.output)
+    if args.plot:
+        check_writable(args.plot, "--plot")
     loaded = load_experiments(args.file)
     experiments = list(loaded.experiments)
     if args.explain is not None:

@@ -119,6 +119,10 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _from_path_or_id(text: str, revision: str | None) -> ConfigSource:
+    if not text.strip():
+        raise ResolutionError(
+            "expected a model ID, a model directory or a config.json path, found an empty string"
+        )
     path = Path(text).expanduser()
     if path.is_dir():
         config = path / CONFIG_NAME
@@ -127,7 +131,7 @@ def _from_path_or_id(text: str, revision: str | None) -> ConfigSource:
         return ConfigSource(read_config_file(config), f"file: {config}", None)
     if path.is_file():
         return ConfigSource(read_config_file(path), f"file: {path}", None)
-    if _looks_like_path(text) or not text.strip():
+    if _looks_like_path(text):
         raise ResolutionError(
             f"{text}: no such file or directory (expected a config.json or a model directory)"
         )

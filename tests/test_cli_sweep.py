@@ -121,3 +121,12 @@ def test_plot_is_png_whatever_the_name(capsys, offline_hf, tmp_path):
     assert main(["sweep", DENSE, "--plot", str(plot)]) == 0
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".modelreg-")] == []
+
+
+def test_output_and_plot_must_differ(capsys, offline_hf, tmp_path):
+    target = tmp_path / "both.png"
+    assert main(["sweep", DENSE, "--output", str(target), "--plot", str(target)]) == 2
+    err = capsys.readouterr().err
+    expected = f"--output and --plot name the same file {str(target)!r}; give each its own"
+    assert err == f"modelreg sweep: error: {expected}\n"
+    assert not target.exists()

@@ -202,3 +202,10 @@ def test_local_sources_import_neither_transformers_nor_huggingface_hub():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_empty_source_is_named_as_such(text):
+    """An empty argument must not be read as the current directory."""
+    with pytest.raises(ResolutionError, match="found an empty string"):
+        load_config_dict(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.output)
     if args.plot:
         check_writable(args.plot, "--plot")
+        if args.output and os.path.realpath(args.output) == os.path.realpath(args.plot):
+            raise UsageError(f"--output and --plot name the same file {args.plot!r}; give each its own")
     loaded = load_experiments(args.file)
     experiments = list(loaded.experiments)
     if args.explain is not None:

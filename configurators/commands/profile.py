@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -39,6 +40,17 @@ from registry.output import FORMATS, check_writable, write_atomic
 STORAGE = ("POSIX", "GDS", "GDS_MT", "HF3FS", "OBJ")
 
 
+def _positive_seconds(text: str) -> float:
+    """argparse type: seconds above zero; a NaN or negative wait would never end or never start."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, found {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     add_plan_arguments(parser)
     group = parser.add_argument_group("profile")
@@ -65,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     )
     group.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_seconds,
         default=120.0,
         help="seconds a --role side waits for its peer in etcd before giving up (default: 120)",
     )

@@ -245,7 +245,13 @@ def test_existing_filepath_is_refused_and_kept(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--runner", "cuda"), ("--role", "both"), ("--timeout", "soon"), ("--timeout", "-1"), ("--timeout", "nan")],
+    [
+        ("--runner", "cuda"),
+        ("--role", "both"),
+        ("--timeout", "soon"),
+        ("--timeout", "-1"),
+        ("--timeout", "nan"),
+    ],
 )
 def test_bad_profile_flags_exit_2_naming_the_flag(capsys, flag, value):
     with pytest.raises(SystemExit) as caught:

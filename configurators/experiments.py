@@ -44,6 +44,20 @@ _QUANT_DEFAULTS = {  # the "Balanced" row of the quantization guide
 }
 _SEARCH = [1, 2, 4, 8]
 
+
+def _worker_defaults(*, dp_list: list[int]) -> dict[str, Any]:
+    """One worker's quantization and search space; only attention DP differs between roles."""
+    return {
+        **_QUANT_DEFAULTS,
+        "num_gpu_per_worker": list(_SEARCH),
+        "tp_list": list(_SEARCH),
+        "pp_list": [1],
+        "dp_list": list(dp_list),
+        "moe_tp_list": [1],
+        "moe_ep_list": list(_SEARCH),
+    }
+
+
 # Built-in `config:` defaults that `mode: patch` merges under the experiment. Where the
 # format's tables are silent, the lists follow the public planner's own defaults for one
 # 8-GPU node without pipeline parallelism (docs/experiments.md lists each).
@@ -52,33 +66,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "nextn_accept_rates": [0.85, 0.3, 0.0, 0.0, 0.0],
     "moe_backend": None,
     "attention_backend": "flashinfer",
-    "worker_config": {
-        **_QUANT_DEFAULTS,
-        "num_gpu_per_worker": _SEARCH,
-        "tp_list": _SEARCH,
-        "pp_list": [1],
-        "dp_list": _SEARCH,
-        "moe_tp_list": [1],
-        "moe_ep_list": _SEARCH,
-    },
-    "prefill_worker_config": {
-        **_QUANT_DEFAULTS,
-        "num_gpu_per_worker": _SEARCH,
-        "tp_list": _SEARCH,
-        "pp_list": [1],
-        "dp_list": [1],  # no attention DP for prefill
-        "moe_tp_list": [1],
-        "moe_ep_list": _SEARCH,
-    },
-    "decode_worker_config": {
-        **_QUANT_DEFAULTS,
-        "num_gpu_per_worker": _SEARCH,
-        "tp_list": _SEARCH,
-        "pp_list": [1],
-        "dp_list": _SEARCH,
-        "moe_tp_list": [1],
-        "moe_ep_list": _SEARCH,
-    },
+    "worker_config": _worker_defaults(dp_list=_SEARCH),
+    "prefill_worker_config": _worker_defaults(dp_list=[1]),  # no attention DP for prefill
+    "decode_worker_config": _worker_defaults(dp_list=_SEARCH),
     "replica_config": {
         "num_gpu_per_replica": list(range(8, 129, 8)),
         "max_gpu_per_replica": 128,

@@ -72,11 +72,6 @@ def load_systems() -> dict[str, System]:
     return out
 
 
-def system_names() -> list[str]:
-    """Canonical names and aliases, for schema enums and error hints."""
-    return list(load_systems())
-
-
 def get_system(name: str, *, where: str = "system_name") -> System:
     """The system called ``name``; an unknown name is a ``ConfigError`` with a hint."""
     systems = load_systems()
